@@ -1,0 +1,106 @@
+"""The small records that long-running engine work yields.
+
+`train.fit()` and `lr_finder.find()` are generators of these. The CLI prints them, the demo draws them,
+tests assert on them. Each is a plain dataclass so it can be logged as JSON (`dataclasses.asdict`).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+class StopToken:
+    """Passed into a generator; `stop()` asks it to end after the current step and save what it has."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Log:
+    """A line of plain-language progress (e.g. "embedding 720 images once")."""
+
+    message: str
+    kind: str = "log"
+
+
+@dataclass
+class Started:
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    num_train: int
+    num_val: int
+    model: str
+    strategy: str
+    device: str
+    kind: str = "started"
+
+
+@dataclass
+class Step:
+    step: int  # 1-based over the whole run
+    epoch: int  # 1-based
+    loss: float
+    lr: float
+    images_per_s: float
+    kind: str = "step"
+
+
+@dataclass
+class EpochEnd:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+    lr: float
+    kind: str = "epoch_end"
+
+
+@dataclass
+class Finished:
+    model_dir: str
+    best_epoch: int
+    best_val_acc: float
+    seconds: float
+    kind: str = "finished"
+
+
+@dataclass
+class Stopped:
+    """The caller stopped the run; `model_dir` holds the best epoch so far ("" if none finished)."""
+
+    model_dir: str
+    epochs_done: int
+    seconds: float
+    kind: str = "stopped"
+
+
+@dataclass
+class LRStep:
+    step: int
+    total: int
+    lr: float
+    loss: float
+    smoothed: float
+    kind: str = "lr_step"
+
+
+@dataclass
+class LRFinished:
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestions: dict[str, float] = field(default_factory=dict)
+    message: str = ""  # why no suggestion could be made, when that is the case
+    stopped: bool = False
+    seconds: float = 0.0
+    kind: str = "lr_finished"

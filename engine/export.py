@@ -1,0 +1,83 @@
+"""The model folder: the hand-over unit between training, evaluation, prediction, the UI, the CLI and the Hub.
+
+Layout (what timm itself reads, so `timm.create_model("local-dir:DIR", pretrained=True)` rebuilds the model
+with its trained head):
+  model.safetensors   weights
+  config.json         architecture, num_classes, label_names, preprocessing (pretrained_cfg)
+  metrics.json        history, per-class accuracy, confusion matrix, hyper-parameters, seconds
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import timm
+import torch
+
+from engine.errors import UserError
+
+REQUIRED = ("model.safetensors", "config.json")
+
+
+def save_model_folder(
+    model: torch.nn.Module, out_dir: str | Path, class_names: list[str], data_config: dict, metrics: dict
+) -> Path:
+    """Write the folder atomically: build it beside the target, then rename, so a crash never leaves a
+    half-written folder that looks complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last (non-contiguous) tensors
+    was_training = model.training
+    model.eval()
+    timm.models.save_for_hf(
+        model.cpu() if next(model.parameters()).device.type != "cpu" else model,
+        tmp,
+        model_config=dict(label_names=list(class_names)),
+        model_args=dict(num_classes=len(class_names)),
+        safe_serialization=True,
+        data_config=data_config,
+    )
+    model.train(was_training)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def check_model_folder(model_dir: str | Path) -> Path:
+    path = Path(model_dir)
+    missing = [name for name in REQUIRED if not (path / name).is_file()]
+    if not path.is_dir() or missing:
+        raise UserError(f"{model_dir} is not a Snapfit model folder (missing {', '.join(missing) or 'the folder'}).")
+    return path
+
+
+def read_config(model_dir: str | Path) -> dict:
+    return json.loads((check_model_folder(model_dir) / "config.json").read_text())
+
+
+def read_metrics(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_model_folder(model_dir: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trained model through plain timm, exactly as a user outside Snapfit would."""
+    path = check_model_folder(model_dir)
+    config = read_config(path)
+    model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True)
+    return model.eval(), config
+
+
+def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
+    """Zip the folder for download (the same zip can be loaded back for classification)."""
+    path = check_model_folder(model_dir)
+    return Path(shutil.make_archive(str(zip_base), "zip", root_dir=path))

@@ -1,0 +1,472 @@
+"""Training: `fit()` turns labelled images and a TrainConfig into a model folder, yielding events as it goes.
+
+Strategies (one `strategy` parameter):
+  head         frozen backbone: embed every image once, then train the classifier on cached features;
+               epochs after the embedding pass cost milliseconds.
+  finetune     fastai's recipe: `freeze_epochs` head-only epochs (on cached features here), then all layers
+               with discriminative learning rates (stem at lr/lr_mult ... head at lr, geometric), one-cycle.
+  full         one-cycle on all parameters (the default from scratch).
+  progressive  one more layer group is unfrozen from the top at every epoch.
+Layer groups come from timm's `group_matcher`; frozen groups keep their BatchNorm statistics frozen.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+
+from engine import data as data_lib
+from engine import models
+from engine.errors import UserError
+from engine.events import EpochEnd, Finished, Log, Started, Step, StopToken, Stopped
+from engine.evaluate import confusion_matrix, per_class_accuracy
+from engine.export import save_model_folder
+
+STRATEGIES = ("head", "finetune", "full", "progressive")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet18"
+    weights: str = "scratch"  # "pretrained" | "scratch" | path to a weights file or model folder
+    strategy: str = "auto"  # one of STRATEGIES; "auto": finetune with loaded weights, full from scratch
+    epochs: int = 5
+    lr: float = 3e-3  # peak learning rate of the head (and of every layer for `full`)
+    batch_size: int = 64
+    img_size: int = 64
+    val_fraction: float = 0.2
+    augment: str = "light"  # none | light | standard
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # timm Mixup alpha; 0 = off
+    cutmix: float = 0.0  # timm CutMix alpha; 0 = off
+    progressive_resize: bool = False  # start at half size, finish at img_size
+    freeze_epochs: int = 1  # finetune: head-only epochs before unfreezing
+    freeze_layers: int = 0  # first K layer groups stay frozen throughout
+    lr_mult: float = 100.0  # discriminative LRs: stem at lr / lr_mult
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    patience: int = 0  # early stopping on validation loss; 0 = off
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    accum_steps: int = 1
+    bf16: bool | None = None  # None = where the hardware supports it
+    channels_last: bool = False
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UserError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
+        return cls(**values).checked()
+
+    def resolved_strategy(self) -> str:
+        if self.strategy == "auto":
+            return "full" if self.weights in ("scratch", "", None) else "finetune"
+        return self.strategy
+
+    def checked(self) -> "TrainConfig":
+        """Raise a UserError naming the first bad value and the range that would work."""
+        rules = [
+            (self.strategy in STRATEGIES + ("auto",), f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})"),
+            (_is_int(self.epochs) and 1 <= self.epochs <= 1000, f"epochs must be a whole number from 1 to 1000 (got {self.epochs})"),
+            (_is_num(self.lr) and 1e-8 <= self.lr <= 10, f"learning rate must be between 1e-8 and 10 (got {self.lr})"),
+            (_is_int(self.batch_size) and 2 <= self.batch_size <= 4096, f"batch size must be from 2 to 4096 (got {self.batch_size})"),
+            (_is_int(self.img_size) and 16 <= self.img_size <= 1024, f"image size must be from 16 to 1024 px (got {self.img_size})"),
+            (_is_num(self.val_fraction) and 0.01 <= self.val_fraction <= 0.9, f"validation fraction must be 0.01-0.9 (got {self.val_fraction})"),
+            (self.augment in data_lib.AUGMENTATIONS, f"augmentation must be one of {', '.join(data_lib.AUGMENTATIONS)}"),
+            (_is_num(self.weight_decay) and 0 <= self.weight_decay <= 1, "weight decay must be between 0 and 1"),
+            (_is_num(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (_is_num(self.mixup) and _is_num(self.cutmix) and self.mixup >= 0 and self.cutmix >= 0, "mixup/cutmix must be >= 0"),
+            (_is_int(self.freeze_epochs) and self.freeze_epochs >= 0, "freeze epochs must be >= 0"),
+            (_is_int(self.freeze_layers) and self.freeze_layers >= 0, "freeze layers must be >= 0"),
+            (_is_num(self.lr_mult) and self.lr_mult >= 1, "lr_mult must be >= 1"),
+            (_is_num(self.drop_rate) and 0 <= self.drop_rate < 1, "drop rate must be in [0, 1)"),
+            (_is_num(self.drop_path_rate) and 0 <= self.drop_path_rate < 1, "drop path rate must be in [0, 1)"),
+            (_is_int(self.patience) and self.patience >= 0, "patience must be >= 0"),
+            (_is_num(self.grad_clip) and self.grad_clip >= 0, "gradient clipping must be >= 0"),
+            (_is_int(self.accum_steps) and 1 <= self.accum_steps <= 256, "gradient accumulation steps must be 1-256"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UserError(message[0].upper() + message[1:] + ".")
+        return self
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+@dataclass
+class Prepared:
+    """A split dataset decoded once at one size; reusable across LR finding and training runs."""
+
+    class_names: list[str]
+    train: data_lib.Tensors
+    val: data_lib.Tensors
+    img_size: int
+    skipped: list[str]
+
+
+def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None) -> Prepared:
+    train_idx, val_idx = data_lib.split(data.labels, val_fraction, seed)
+    if not val_idx:
+        raise UserError("Too few images for a validation split: give every class at least 2 images.")
+    train, bad_t = data_lib.decode(data, train_idx, img_size, progress)
+    val, bad_v = data_lib.decode(data, val_idx, img_size)
+    return Prepared(list(data.class_names), train, val, img_size, bad_t + bad_v)
+
+
+def device_for() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.bf16 is not None:
+        return cfg.bf16
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast(enabled: bool, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+class Session:
+    """Everything one run shares: model, layer groups, data on the device, preprocessing, precision."""
+
+    def __init__(self, prepared: Prepared, cfg: TrainConfig, model=None, report=None) -> None:
+        self.cfg, self.prepared = cfg, prepared
+        self.device = device_for()
+        if model is None:
+            model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate)
+        self.model, self.report = model.to(self.device), report
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.groups = models.layer_groups(self.model)
+        self.data_config = models.data_config(self.model, prepared.img_size)
+        self.normalize = data_lib.Normalizer(self.data_config["mean"], self.data_config["std"], cfg.channels_last)
+        self.normalize.mean, self.normalize.std = self.normalize.mean.to(self.device), self.normalize.std.to(self.device)
+        self.bf16 = use_bf16(cfg, self.device)
+        self.train_x, self.train_y = prepared.train.x.to(self.device), prepared.train.y.to(self.device)
+        self.val_x, self.val_y = prepared.val.x.to(self.device), prepared.val.y.to(self.device)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.num_classes = len(prepared.class_names)
+
+    def autocast(self):
+        return autocast(self.bf16, self.device)
+
+    def group_lrs(self, lr: float, discriminative: bool) -> list[float]:
+        """Peak LR per layer group: equal, or geometric from lr/lr_mult (stem) to lr (head), as fastai's slice()."""
+        n = len(self.groups)
+        if not discriminative or n == 1:
+            return [lr] * n
+        return [float(lr / self.cfg.lr_mult * self.cfg.lr_mult ** (i / (n - 1))) for i in range(n)]
+
+    def optimizer(self, lrs: list[float], params_of=None) -> torch.optim.AdamW:
+        """AdamW, one pair of param groups per layer group: no weight decay on biases and norms."""
+        groups = []
+        for group, lr in zip(params_of or self.groups, lrs):
+            decay = [p for p in group if p.ndim > 1]
+            no_decay = [p for p in group if p.ndim <= 1]
+            groups += [dict(params=decay, lr=lr, weight_decay=self.cfg.weight_decay), dict(params=no_decay, lr=lr, weight_decay=0.0)]
+        return torch.optim.AdamW([g for g in groups if g["params"]])
+
+    @torch.no_grad()
+    def embed(self, x_uint8: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """Pooled backbone features (B, num_features), computed in eval mode so they are exact and reusable."""
+        self.model.eval()
+        out = []
+        for idx in data_lib.batches(len(x_uint8), batch_size, shuffle=False):
+            with self.autocast():
+                feats = self.model.forward_head(self.model.forward_features(self.normalize(x_uint8[idx])), pre_logits=True)
+            out.append(feats.float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def predict_val(self, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for the validation set, from images or (head strategy) cached features."""
+        self.model.eval()
+        source = features if features is not None else self.val_x
+        out = []
+        for idx in data_lib.batches(len(source), 256, shuffle=False):
+            with self.autocast():
+                if features is not None:
+                    logits = self.model.get_classifier()(source[idx])
+                else:
+                    logits = self.model(self.normalize(source[idx]))
+            out.append(logits.float())
+        return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Phase:
+    """A run of epochs sharing one optimizer and one one-cycle schedule."""
+
+    epochs: int
+    on_features: bool  # train the classifier on cached features
+    discriminative: bool
+    lr: float
+    unfreeze: str  # "head" | "all" | "progressive"
+
+
+def plan(cfg: TrainConfig) -> list[Phase]:
+    strategy = cfg.resolved_strategy()
+    if strategy == "head":
+        return [Phase(cfg.epochs, True, False, cfg.lr, "head")]
+    if strategy == "finetune":
+        frozen = [Phase(cfg.freeze_epochs, True, False, cfg.lr, "head")] if cfg.freeze_epochs else []
+        # fastai halves the base LR once the body is unfrozen
+        return frozen + [Phase(cfg.epochs, False, True, cfg.lr / 2, "all")]
+    if strategy == "progressive":
+        return [Phase(cfg.epochs, False, True, cfg.lr, "progressive")]
+    return [Phase(cfg.epochs, False, False, cfg.lr, "all")]
+
+
+class _Tracker:
+    """Keeps the best epoch's weights (highest val accuracy, then lowest val loss) and early-stopping state."""
+
+    def __init__(self, patience: int) -> None:
+        self.best_key, self.best_state, self.best_epoch = None, None, 0
+        self.best_loss, self.bad_epochs, self.patience = math.inf, 0, patience
+        self.history: list[dict] = []
+
+    def update(self, model, epoch_end: EpochEnd) -> None:
+        self.history.append(asdict(epoch_end))
+        key = (epoch_end.val_acc, -epoch_end.val_loss)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch = key, epoch_end.epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if epoch_end.val_loss < self.best_loss - 1e-4:
+            self.best_loss, self.bad_epochs = epoch_end.val_loss, 0
+        else:
+            self.bad_epochs += 1
+
+    @property
+    def should_stop_early(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+def fit(
+    data: data_lib.LabelledImages | Prepared,
+    cfg: TrainConfig,
+    out_dir: str,
+    stop: StopToken | None = None,
+) -> Iterator:
+    """Train, yielding events; write the best epoch to `out_dir` as a model folder. See module docstring."""
+    cfg = cfg.checked()
+    stop = stop or StopToken()
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    if isinstance(data, data_lib.LabelledImages):
+        yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
+        data = prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed)
+    if data.skipped:
+        yield Log(f"Skipped {len(data.skipped)} unreadable images")
+    session = Session(data, cfg)
+    yield Log(f"{cfg.model}: {session.report.describe()}")
+    phases = plan(cfg)
+    steps_per_epoch = _steps_per_epoch(len(data.train), cfg)
+    total_epochs = sum(p.epochs for p in phases)
+    yield Started(total_epochs, steps_per_epoch, total_epochs * steps_per_epoch, len(data.train), len(data.val),
+                  cfg.model, cfg.resolved_strategy(), f"{session.device.type}{' bf16' if session.bf16 else ''}")
+    tracker, epoch, step = _Tracker(cfg.patience), 0, 0
+    for phase in phases:
+        runner = _run_features if phase.on_features else _run_images
+        for event in runner(session, phase, epoch, step, total_epochs, stop):
+            if isinstance(event, EpochEnd):
+                tracker.update(session.model, event)
+                epoch = event.epoch
+            elif isinstance(event, Step):
+                step = event.step
+            yield event
+            if stop.stopped or tracker.should_stop_early:
+                break
+        if stop.stopped or tracker.should_stop_early:
+            break
+    if tracker.should_stop_early and not stop.stopped:
+        yield Log(f"Early stopping: validation loss has not improved for {cfg.patience} epochs")
+    if tracker.best_state is None:  # stopped before the first epoch ended: keep what we have
+        tracker.update(session.model, _validate(session, 0, math.nan, 0.0, t0, None))
+    model_dir = _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if stop.stopped:
+        yield Stopped(str(model_dir), epoch, seconds)
+    else:
+        yield Finished(str(model_dir), tracker.best_epoch, tracker.best_key[0], seconds)
+
+
+def _steps_per_epoch(n_train: int, cfg: TrainConfig) -> int:
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    n_batches = n_train // cfg.batch_size if mixing and n_train >= cfg.batch_size else math.ceil(n_train / cfg.batch_size)
+    return max(1, math.ceil(n_batches / cfg.accum_steps))
+
+
+def _one_cycle(optimizer, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    # fastai's defaults: 25 % warm-up, start at max/25, anneal to max/1e5 (cosine); momentum 0.95 -> 0.85
+    max_lrs = [g["lr"] for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lrs, total_steps=max(1, total_steps), pct_start=0.25, div_factor=25.0,
+        final_div_factor=1e5 / 25.0, base_momentum=0.85, max_momentum=0.95,
+    )
+
+
+def _loss_fn(cfg: TrainConfig, num_classes: int):
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing, num_classes=num_classes)
+        soft = SoftTargetCrossEntropy()
+        return mixer, lambda logits, y: soft(logits.float(), y)
+    return None, lambda logits, y: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+
+
+def _validate(session: Session, epoch: int, train_loss: float, lr: float, t_epoch: float, features) -> EpochEnd:
+    logits = session.predict_val(features)
+    val_loss = F.cross_entropy(logits, session.val_y).item()
+    val_acc = (logits.argmax(1) == session.val_y).float().mean().item()
+    return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr)
+
+
+def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, total_epochs: int, stop: StopToken):
+    """Head-only epochs on features computed once: the backbone never runs again after the embedding pass."""
+    cfg, model = session.cfg, session.model
+    models.set_trainable(model, session.groups, len(session.groups) - 1)
+    yield Log(f"Embedding {len(session.train_x) + len(session.val_x)} images once with the frozen backbone")
+    t = time.perf_counter()
+    train_f, val_f = session.embed(session.train_x), session.embed(session.val_x)
+    yield Log(f"Embedded in {time.perf_counter() - t:.1f} s; training the head on cached features")
+    head = model.get_classifier()
+    optimizer = session.optimizer([phase.lr], params_of=[list(head.parameters())])
+    steps = phase.epochs * _steps_per_epoch(len(train_f), cfg)
+    scheduler = _one_cycle(optimizer, steps)
+    _, loss_fn = _loss_fn(TrainConfig(label_smoothing=cfg.label_smoothing), session.num_classes)  # no mixup on features
+    step = step0
+    for e in range(1, phase.epochs + 1):
+        t_epoch, losses = time.perf_counter(), []
+        head.train()
+        for idx in data_lib.batches(len(train_f), cfg.batch_size, True, session.generator):
+            t_step = time.perf_counter()
+            loss = loss_fn(head(train_f[idx]), session.train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step, losses = step + 1, losses + [loss.item()]
+            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[0]["lr"], len(idx) / (time.perf_counter() - t_step))
+            if stop.stopped:
+                break
+        yield _validate(session, epoch0 + e, float(np.mean(losses)), optimizer.param_groups[0]["lr"], t_epoch, val_f)
+        if stop.stopped:
+            return
+
+
+def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, total_epochs: int, stop: StopToken):
+    """Epochs through the whole network on augmented image batches."""
+    cfg, model = session.cfg, session.model
+    n_groups = len(session.groups)
+    lrs = session.group_lrs(phase.lr, phase.discriminative)
+    models.set_trainable(model, session.groups, 0)  # the optimizer must see every parameter it may ever train
+    optimizer = session.optimizer(lrs)
+    steps_per_epoch = _steps_per_epoch(len(session.train_x), cfg)
+    scheduler = _one_cycle(optimizer, phase.epochs * steps_per_epoch)
+    mixer, loss_fn = _loss_fn(cfg, session.num_classes)
+    step = step0
+    for e in range(1, phase.epochs + 1):
+        first = _first_trainable(phase, e, n_groups, cfg.freeze_layers)
+        models.set_trainable(model, session.groups, first)
+        models.train_mode(model)
+        size = _epoch_size(cfg, session.prepared.img_size, e, phase.epochs)
+        t_epoch, losses = time.perf_counter(), []
+        batches = list(data_lib.batches(len(session.train_x), cfg.batch_size, True, session.generator, drop_last=mixer is not None))
+        for i, idx in enumerate(batches):
+            t_step = time.perf_counter()
+            x = data_lib.augment(session.train_x[idx].float().div_(255.0), cfg.augment, session.generator)
+            x, y = data_lib.resize_batch(x, size), session.train_y[idx]
+            if mixer is not None:
+                x, y = mixer(x, y)
+            with session.autocast():
+                loss = loss_fn(model(session.normalize(x)), y)
+            (loss / cfg.accum_steps).backward()
+            losses.append(loss.item())
+            if (i + 1) % cfg.accum_steps and i + 1 != len(batches):
+                continue
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler.last_epoch + 1 < scheduler.total_steps:
+                scheduler.step()
+            step += 1
+            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[-1]["lr"], len(idx) / (time.perf_counter() - t_step))
+            if stop.stopped:
+                break
+        if not math.isfinite(np.mean(losses)):
+            raise UserError("Training diverged (the loss became NaN or infinite): lower the learning rate and try again.")
+        yield _validate(session, epoch0 + e, float(np.mean(losses)), optimizer.param_groups[-1]["lr"], t_epoch, None)
+        if stop.stopped:
+            return
+
+
+def _first_trainable(phase: Phase, epoch: int, n_groups: int, freeze_layers: int) -> int:
+    """Index of the first trainable layer group this epoch (groups before it are frozen)."""
+    if phase.unfreeze == "head":
+        return n_groups - 1
+    if phase.unfreeze == "progressive":
+        return max(freeze_layers, n_groups - 1 - epoch)
+    return min(freeze_layers, n_groups - 1)
+
+
+def _epoch_size(cfg: TrainConfig, full: int, epoch: int, epochs: int) -> int:
+    """Progressive resizing: half size first, full size for the last epoch, linear between (multiples of 8)."""
+    if not cfg.progressive_resize or epochs == 1:
+        return full
+    start = max(16, full // 2)
+    size = start + (full - start) * (epoch - 1) / (epochs - 1)
+    return min(full, int(round(size / 8) * 8)) if epoch < epochs else full
+
+
+def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, seconds: float):
+    session.model.load_state_dict(tracker.best_state)
+    logits = session.predict_val()
+    preds = logits.argmax(1).cpu()
+    y = session.val_y.cpu()
+    names = session.prepared.class_names
+    metrics = dict(
+        best_epoch=tracker.best_epoch,
+        val_accuracy=float((preds == y).float().mean()),
+        val_loss=float(F.cross_entropy(logits, session.val_y)),
+        history=tracker.history,
+        per_class_accuracy=per_class_accuracy(y, preds, names),
+        confusion_matrix=confusion_matrix(y, preds, len(names)).tolist(),
+        class_names=names,
+        hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy()),
+        weights=session.report.describe(),
+        num_train=len(session.train_y),
+        num_val=len(session.val_y),
+        seconds=round(seconds, 2),
+        device=session.device.type,
+        threads=torch.get_num_threads(),
+        pid=os.getpid(),
+    )
+    return save_model_folder(session.model, out_dir, names, session.data_config, metrics)
