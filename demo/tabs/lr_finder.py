@@ -1,0 +1,98 @@
+"""LR finder tab: run a range test with the Train tab's settings, read the plot, use a suggestion."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from demo import plots
+from demo.context import Context, user_errors
+from demo.tabs.train import config_from
+from engine.errors import UserError
+from engine.lr_finder import find
+from engine.train import prepare
+
+STREAM_INTERVAL = 1.0
+
+
+def build(ctx: Context, key: gr.State, train_settings: list):
+    gr.Markdown("The range test trains briefly while raising the learning rate from tiny to huge, and records the "
+                "loss. Pick a rate where the loss still falls steeply, well before it shoots up. It uses the model, "
+                "strategy and sizes chosen on the **Train** tab, and leaves the model untouched.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            start_lr = gr.Number(value=1e-7, label="Start LR")
+            end_lr = gr.Number(value=10.0, label="End LR")
+            steps = gr.Slider(20, 300, value=100, step=10, label="Steps")
+            run = gr.Button("Run LR finder", variant="primary")
+            choice = gr.Radio([], label="Suggestion to use", elem_id="lr-choice")
+            use = gr.Button("Use this LR", interactive=False)
+        with gr.Column(scale=2):
+            status = gr.Markdown("Not run yet.", elem_id="lr-status")
+            plot = gr.Plot(label="Loss vs learning rate")
+            values = gr.Markdown("", elem_id="lr-values")
+    outputs = [key, status, plot, values, choice, use]
+
+    @user_errors
+    def lr_find(model, weights, strategy, epochs, lr, batch_size, img_size, augment, start, end, n, key=None):
+        """Run the LR range test in the background and stream the curve."""
+        ws = ctx.workspace(key)
+        if not (isinstance(start, (int, float)) and isinstance(end, (int, float)) and 0 < start < end):
+            raise UserError("Start LR must be positive and smaller than End LR.")
+        job = ctx.jobs.latest(ws.key, "lr_find")
+        if job is None or job.finished:
+            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment, ctx.offline)
+            if ws.dataset is None:
+                from engine import data as data_lib
+
+                ws.set_dataset(data_lib.load_builtin())
+            job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
+        yield from stream(ctx, ws.key, job)
+
+    run.click(lr_find, [*train_settings, start_lr, end_lr, steps, key], outputs, api_name="lr_find", concurrency_limit=None)
+    return dict(choice=choice, use=use)
+
+
+def run_finder(ws, cfg, start, end, n, stop):
+    from engine.events import Log
+
+    prepared = ws.prepared_for(cfg.img_size, cfg.val_fraction, cfg.seed)
+    if prepared is None:
+        yield Log(f"Decoding {len(ws.dataset)} images at {cfg.img_size} px")
+        prepared = prepare(ws.dataset, cfg.img_size, cfg.val_fraction, cfg.seed)
+        ws.prepared[(cfg.img_size, cfg.val_fraction, cfg.seed)] = prepared
+    yield from find(prepared, cfg, start, end, n, stop)
+
+
+def stream(ctx: Context, owner: str, job):
+    lrs, losses, smoothed, result, last = [], [], [], None, 0.0
+    for new_events, job in ctx.jobs.follow(job.id, owner, start=0):
+        for ev in new_events:
+            if ev.kind == "lr_step":
+                lrs.append(ev.lr), losses.append(ev.loss), smoothed.append(ev.smoothed)
+            elif ev.kind == "lr_finished":
+                result = ev
+        now = time.monotonic()
+        if not job.finished and now - last < STREAM_INTERVAL:
+            continue
+        last = now
+        yield render(ctx, owner, job, lrs, losses, smoothed, result)
+
+
+def render(ctx, owner, job, lrs, losses, smoothed, result):
+    if job.status == "failed":
+        return owner, f"❌ LR finder failed: {job.error}", None, "", gr.Radio(choices=[]), gr.Button(interactive=False)
+    if job.status == "queued":
+        return (owner, f"⏳ Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", None, "",
+                gr.Radio(choices=[]), gr.Button(interactive=False))
+    if result is None:
+        fig = plots.lr_curve(lrs, losses, smoothed, {}) if lrs else None
+        return owner, f"🏃 Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]), gr.Button(interactive=False)
+    fig = plots.lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions)
+    text = "\n".join(f"- **{name}**: {value:.2e}" for name, value in result.suggestions.items())
+    if result.message:
+        text += f"\n\n{result.message}"
+    choices = [(f"{name}: {value:.2e}", f"{value:.6g}") for name, value in result.suggestions.items()]
+    done = "✅ Done" if not result.stopped else "⏹️ Stopped"
+    return (owner, f"{done} in {result.seconds:.1f} s ({len(result.lrs)} steps). Suggested learning rates:", fig, text,
+            gr.Radio(choices=choices, value=choices[0][1] if choices else None), gr.Button(interactive=bool(choices)))

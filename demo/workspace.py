@@ -1,0 +1,80 @@
+"""Per-browser-session state, kept on the server and keyed by an unguessable id the browser holds.
+
+`gr.State` is deep-copied per session and lost on reload, so it only carries the key; the heavy objects
+(the dataset, its decoded tensors, the predictor) live here. The key is also kept in `gr.BrowserState`
+so a reloaded page finds its workspace, and its running job, again. Each workspace has its own folder:
+sessions never share data, models or files.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data import LabelledImages
+from engine.predict import Predictor
+from engine.train import Prepared
+
+
+@dataclass
+class Workspace:
+    key: str
+    folder: Path
+    dataset: LabelledImages | None = None
+    prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared, decoded once
+    model_dir: Path | None = None
+    predictor: Predictor | None = None
+    touched: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set_dataset(self, dataset: LabelledImages) -> None:
+        with self.lock:
+            self.dataset, self.prepared = dataset, {}
+
+    def prepared_for(self, img_size: int, val_fraction: float, seed: int) -> Prepared | None:
+        return self.prepared.get((img_size, val_fraction, seed))
+
+    def set_model(self, model_dir: str | Path) -> None:
+        with self.lock:
+            self.model_dir, self.predictor = Path(model_dir), None
+
+    def get_predictor(self) -> Predictor | None:
+        with self.lock:
+            if self.predictor is None and self.model_dir is not None:
+                self.predictor = Predictor.from_folder(self.model_dir)
+            return self.predictor
+
+
+class Workspaces:
+    def __init__(self, root: str | Path | None = None) -> None:
+        root = root or os.environ.get("SNAPFIT_HOME") or Path(tempfile.gettempdir()) / "snapfit"
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._items: dict[str, Workspace] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> Workspace:
+        """The workspace for `key`, or a new one when the key is unknown (new session, or a restarted server)."""
+        with self._lock:
+            ws = self._items.get(key) if isinstance(key, str) else None
+            if ws is None:
+                key = uuid.uuid4().hex
+                folder = self.root / key
+                folder.mkdir(parents=True, exist_ok=True)
+                ws = self._items[key] = Workspace(key, folder)
+            ws.touched = time.time()
+            return ws
+
+    def known(self, key) -> bool:
+        return isinstance(key, str) and key in self._items
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            ws = self._items.pop(key, None)
+        if ws:
+            shutil.rmtree(ws.folder, ignore_errors=True)
