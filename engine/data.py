@@ -169,7 +169,7 @@ def to_square(image, size: int) -> np.ndarray:
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 @dataclass

@@ -53,12 +53,13 @@ def check_name(name: str) -> str:
         raise UserError("Choose a model: pick one from the list or type a timm model name such as resnet18.")
     if name.startswith(("hf-hub:", "local-dir:")):
         return name
-    if timm.is_model(name):
-        return name
-    arch = name.split(".")[0]
+    arch, _, tag = name.partition(".")
     if timm.is_model(arch):
-        tags = [n.split(".", 1)[1] for n in timm.list_pretrained(arch + ".*")]
-        raise UserError(f"timm has {arch} but no pretrained tag '{name.split('.', 1)[1]}'. Known tags: {', '.join(tags) or 'none'}.")
+        known = timm.list_pretrained(arch + ".*")
+        if not tag or name in known:
+            return name
+        tags = ", ".join(n.split(".", 1)[1] for n in known) or "none"
+        raise UserError(f"timm has {arch} but no pretrained tag '{tag}'. Known tags: {tags}.")
     close = difflib.get_close_matches(name, timm.list_models() + timm.list_pretrained(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else " See timm.list_models() for the names timm knows."
     raise UserError(f"Unknown model '{name}'.{hint}")
