@@ -27,7 +27,7 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
     with gr.Blocks(title="Snapfit") as demo:
         gr.Markdown(f"# {TITLE}")
         if ctx.offline:
-            gr.Markdown(f"> 📴 **{hub.OFFLINE_MESSAGE}**", elem_id="offline-notice")
+            gr.Markdown(f"> **{hub.OFFLINE_MESSAGE}**", elem_id="offline-notice")
         key = gr.State(None)
         browser_key = gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_SECRET)
         with gr.Tabs(selected="data") as tabs:

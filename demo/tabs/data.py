@@ -23,7 +23,9 @@ def build(ctx: Context, key: gr.State):
             source = gr.Textbox(value=data_lib.BUILTIN, visible=False)
         with gr.Column(scale=2):
             summary = gr.Markdown("No dataset loaded yet.", elem_id="data-summary")
-            counts = gr.BarPlot(x="class", y="images", title="Images per class", height=220, sort=None)
+            # y_lim starts the bars at 0: Gradio's native plots fit the y axis to the data, so equal class counts
+            # (the built-in set has 150 of each) would otherwise draw zero-height bars.
+            counts = gr.BarPlot(x="class", y="images", title="Images per class", height=220, sort=None, y_lim=[0, None])
     gallery = gr.Gallery(label="Preview", columns=8, height=300, object_fit="contain")
     outputs = [key, summary, counts, gallery]
 
@@ -57,7 +59,7 @@ def render(dataset: data_lib.LabelledImages):
         f"Split: {len(train)} for training, {len(val)} for validation (stratified, 20 %).",
         "Classes: " + ", ".join(f"{name} ({n})" for name, n in counts.items()),
     ]
-    lines += [f"⚠️ {w}" for w in dataset.warnings]
+    lines += [f"Warning: {w}" for w in dataset.warnings]
     preview, seen = [], {}
     for image, label in zip(dataset.images, dataset.labels):
         if seen.get(label, 0) < PREVIEW_PER_CLASS:

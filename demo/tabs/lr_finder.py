@@ -81,18 +81,18 @@ def stream(ctx: Context, owner: str, job):
 
 def render(ctx, owner, job, lrs, losses, smoothed, result):
     if job.status == "failed":
-        return owner, f"❌ LR finder failed: {job.error}", None, "", gr.Radio(choices=[]), gr.Button(interactive=False)
+        return owner, f"LR finder failed: {job.error}", None, "", gr.Radio(choices=[]), gr.Button(interactive=False)
     if job.status == "queued":
-        return (owner, f"⏳ Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", None, "",
+        return (owner, f"Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", None, "",
                 gr.Radio(choices=[]), gr.Button(interactive=False))
     if result is None:
         fig = plots.lr_curve(lrs, losses, smoothed, {}) if lrs else None
-        return owner, f"🏃 Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]), gr.Button(interactive=False)
+        return owner, f"Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]), gr.Button(interactive=False)
     fig = plots.lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions)
     text = "\n".join(f"- **{name}**: {value:.2e}" for name, value in result.suggestions.items())
     if result.message:
         text += f"\n\n{result.message}"
     choices = [(f"{name}: {value:.2e}", f"{value:.6g}") for name, value in result.suggestions.items()]
-    done = "✅ Done" if not result.stopped else "⏹️ Stopped"
+    done = "Done" if not result.stopped else "Stopped"
     return (owner, f"{done} in {result.seconds:.1f} s ({len(result.lrs)} steps). Suggested learning rates:", fig, text,
             gr.Radio(choices=choices, value=choices[0][1] if choices else None), gr.Button(interactive=bool(choices)))

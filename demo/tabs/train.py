@@ -18,6 +18,7 @@ from engine.errors import UserError
 from engine.train import STRATEGIES, TrainConfig, fit, prepare
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
+LOSS_SERIES = ("train (per step)", "validation")
 
 
 def build(ctx: Context, key: gr.State):
@@ -41,9 +42,9 @@ def build(ctx: Context, key: gr.State):
                 stop = gr.Button("Stop", variant="stop", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown("Not started.", elem_id="train-status")
-            loss_plot = gr.LinePlot(plots.loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250)
+            loss_plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250)
             acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y="val accuracy %", title="Validation accuracy",
-                                   height=200)
+                                   height=200, y_lim=[0, 100])
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
     settings = [model, weights, strategy, epochs, lr, batch_size, img_size, augment]
     outputs = [key, status, loss_plot, acc_plot, log, start, stop]
@@ -79,11 +80,21 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None:
-            yield ws.key, "Not started.", plots.loss_frame([]), plots.accuracy_frame([]), "", gr.Button(interactive=True), gr.Button(interactive=False)
+            yield ws.key, "Not started.", loss_frame([]), plots.accuracy_frame([]), "", gr.Button(interactive=True), gr.Button(interactive=False)
             return
         yield from stream(ctx, ws.key, job)
 
     return dict(settings=settings, outputs=outputs, lr=lr, reattach=reattach)
+
+
+def loss_frame(points):
+    """The loss plot's data, always naming both series (with a row that has no point for each).
+
+    Gradio 6.31's LinePlot takes its colour domain from the value it holds when it is first drawn (which for a
+    hidden tab is when the tab is first opened), and later updates only swap the data: a series missing then
+    is never drawn. Without these rows the page load's empty frame left the loss plot blank for good.
+    """
+    return plots.loss_frame([(float("nan"), float("nan"), name) for name in LOSS_SERIES] + list(points))
 
 
 def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment, offline: bool) -> TrainConfig:
@@ -132,11 +143,11 @@ class View:
                             f"{event.num_train} training / {event.num_val} validation images")
         elif kind == "step":
             self.last_step = event
-            self.losses.append((event.step, event.loss, "train (per step)"))
+            self.losses.append((event.step, event.loss, LOSS_SERIES[0]))
         elif kind == "epoch_end":
             self.history.append(event.__dict__)
             if self.started:
-                self.losses.append((event.epoch * self.started.steps_per_epoch, event.val_loss, "validation"))
+                self.losses.append((event.epoch * self.started.steps_per_epoch, event.val_loss, LOSS_SERIES[1]))
             self.log.append(f"Epoch {event.epoch}: train loss {event.train_loss:.3f}, val loss {event.val_loss:.3f}, "
                             f"val accuracy {event.val_acc:.1%} ({event.seconds:.1f} s)")
         elif kind == "log":
@@ -146,22 +157,22 @@ class View:
 
     def status(self, job, position: int) -> str:
         if job.status == "queued":
-            return f"⏳ Waiting for a free training slot: position {position} in the queue."
+            return f"Waiting for a free training slot: position {position} in the queue."
         if job.status == "failed":
-            return f"❌ Training failed: {job.error}"
+            return f"Training failed: {job.error}"
         if job.status in ("done", "stopped") and self.final is not None:
             best = max((h["val_acc"] for h in self.history), default=0.0)
-            head = "✅ Finished" if job.status == "done" else "⏹️ Stopped"
+            head = "Finished" if job.status == "done" else "Stopped"
             return (f"{head} in {job.elapsed:.0f} s. Best validation accuracy **{best:.1%}**. "
                     "The model is ready on the **Classify** tab.")
         return self._progress(job)
 
     def _progress(self, job) -> str:
         if self.started is None or self.last_step is None:
-            return f"🏃 Preparing… ({job.elapsed:.0f} s)"
+            return f"Preparing… ({job.elapsed:.0f} s)"
         s, total = self.last_step, self.started.total_steps
         eta = job.elapsed / max(s.step, 1) * max(total - s.step, 0)
-        return (f"🏃 Epoch {s.epoch}/{self.started.epochs} · step {s.step}/{total} · "
+        return (f"Epoch {s.epoch}/{self.started.epochs} · step {s.step}/{total} · "
                 f"{s.images_per_s:.0f} images/s · loss {s.loss:.3f} · ETA {eta:.0f} s")
 
 
@@ -175,6 +186,6 @@ def stream(ctx: Context, owner: str, job):
         if not job.finished and now - last < STREAM_INTERVAL:
             continue
         last = now
-        yield (owner, view.status(job, ctx.jobs.queue_position(job)), plots.loss_frame(view.losses),
+        yield (owner, view.status(job, ctx.jobs.queue_position(job)), loss_frame(view.losses),
                plots.accuracy_frame(view.history), "\n".join(view.log[-200:]),
                gr.Button(interactive=job.finished), gr.Button(interactive=not job.finished))
