@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from engine.errors import UserError
 from engine.events import StopToken
@@ -260,7 +261,7 @@ class JobManager:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: len(job.events) > cursor or self._state(job) != seen, timeout=poll)
+                self._cond.wait_for(lambda: len(job.events) > cursor or self._state(job) != seen, timeout=poll)  # noqa: B023 (called here)
                 new = job.events[cursor:]
                 state = self._state(job)
             cursor += len(new)

@@ -62,12 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from engine.train import TrainConfig
+    from engine.train import TrainConfig, preflight
 
-    return TrainConfig(
+    return preflight(TrainConfig(
         model=args.model, weights=args.weights, strategy=args.strategy, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, img_size=args.img_size, augment=args.augment, seed=args.seed,
-    )
+    ))
 
 
 class _Progress:
@@ -94,8 +94,8 @@ def cmd_train(args) -> int:
     from engine import data
     from engine.train import fit
 
-    show, last = _Progress(), None
-    for last in fit(data.load(args.data), _config(args), args.out):
+    show, last, cfg = _Progress(), None, _config(args)
+    for last in fit(data.load(args.data), cfg, args.out):
         show(last)
     print(json.dumps(asdict(last)))
     return 0
@@ -105,8 +105,8 @@ def cmd_lr_find(args) -> int:
     from engine import data
     from engine.lr_finder import find
 
-    show, last = _Progress(), None
-    for last in find(data.load(args.data), _config(args)):
+    show, last, cfg = _Progress(), None, _config(args)
+    for last in find(data.load(args.data), cfg):
         show(last)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

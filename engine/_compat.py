@@ -13,7 +13,7 @@ def ensure_torchvision_ops() -> None:
     happy (see STACK.md, "Install facts").
     """
     try:
-        torch.ops.torchvision.nms
+        torch.ops.torchvision.nms  # noqa: B018 (the lookup itself is the test)
     except (AttributeError, RuntimeError):
         global _TORCHVISION_SCHEMAS
         _TORCHVISION_SCHEMAS = torch.library.Library("torchvision", "DEF")

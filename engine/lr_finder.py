@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from engine import data as data_lib
 from engine import models
 from engine.events import Log, LRFinished, LRStep, StopToken
-from engine.train import Prepared, Session, TrainConfig, plan, prepare
+from engine.train import Prepared, Session, TrainConfig, plan, preflight, prepare
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."
 
@@ -36,7 +36,7 @@ def find(
     session: Session | None = None,
 ) -> Iterator:
     """Run the range test, yielding LRStep events, then one LRFinished with the curve and suggestions."""
-    cfg = cfg.checked()
+    cfg = preflight(cfg)
     if not (0 < start_lr < end_lr) or num_steps < 5:
         raise ValueError("need 0 < start_lr < end_lr and at least 5 steps")
     stop = stop or StopToken()

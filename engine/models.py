@@ -105,12 +105,17 @@ def create(
     return model, load_weights_file(model, weights)
 
 
-def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
+def check_pretrained_reachable(name: str) -> None:
+    """Fail at once, not after 46 s of retries, when pretrained weights cannot be downloaded."""
     if hub.is_offline():
         raise UserError(
             f"Pretrained weights for {name} come from the Hugging Face Hub, which this machine cannot reach. "
             "Train from scratch, or give a local weights file (.safetensors or a timm state dict)."
         )
+
+
+def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
+    check_pretrained_reachable(name)
     try:
         model = timm.create_model(name, pretrained=True, **kwargs)
     except RuntimeError as exc:

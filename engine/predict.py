@@ -22,7 +22,7 @@ class Predictor:
         self.normalize = data_lib.Normalizer(mean, std)
 
     @classmethod
-    def from_folder(cls, model_dir: str | Path) -> "Predictor":
+    def from_folder(cls, model_dir: str | Path) -> Predictor:
         model, config = load_model_folder(model_dir)
         cfg = config.get("pretrained_cfg", {})
         names = config.get("label_names") or [str(i) for i in range(config["num_classes"])]

@@ -12,12 +12,11 @@ Layer groups come from timm's `group_matcher`; frozen groups keep their BatchNor
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,11 +27,17 @@ from timm.loss import SoftTargetCrossEntropy
 from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
-from engine.events import EpochEnd, Finished, Log, Started, Step, StopToken, Stopped
 from engine.evaluate import confusion_matrix, per_class_accuracy
+from engine.events import EpochEnd, Finished, Log, Started, Step, Stopped, StopToken
 from engine.export import save_model_folder
 
 STRATEGIES = ("head", "finetune", "full", "progressive")
+
+# Defaults when there are no pretrained weights (offline): a small ResNet from scratch at 48 px. On the
+# built-in shapes it reaches about 97 % validation accuracy in ~35 s on 2 CPU cores (tests/engine/test_train.py
+# asserts the accuracy). Pretrained defaults follow fastai's fine_tune: a few epochs at a lower LR.
+SCRATCH_RECIPE = dict(model="resnet10t.c3_in1k", weights="scratch", epochs=12, lr=1e-2, batch_size=64, img_size=48)
+PRETRAINED_RECIPE = dict(model="resnet18.a1_in1k", weights="pretrained", epochs=3, lr=2e-3, batch_size=64, img_size=128)
 
 
 @dataclass
@@ -64,7 +69,7 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -76,7 +81,7 @@ class TrainConfig:
             return "full" if self.weights in ("scratch", "", None) else "finetune"
         return self.strategy
 
-    def checked(self) -> "TrainConfig":
+    def checked(self) -> TrainConfig:
         """Raise a UserError naming the first bad value and the range that would work."""
         rules = [
             (self.strategy in STRATEGIES + ("auto",), f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})"),
@@ -102,6 +107,15 @@ class TrainConfig:
             if not ok:
                 raise UserError(message[0].upper() + message[1:] + ".")
         return self
+
+
+def preflight(cfg: TrainConfig) -> TrainConfig:
+    """Everything that can be checked before any image is decoded: values, model name, weight source."""
+    cfg.checked()
+    models.check_name(cfg.model)
+    if cfg.weights == "pretrained":
+        models.check_pretrained_reachable(cfg.model)
+    return cfg
 
 
 def _is_int(v) -> bool:
@@ -276,7 +290,7 @@ def fit(
     stop: StopToken | None = None,
 ) -> Iterator:
     """Train, yielding events; write the best epoch to `out_dir` as a model folder. See module docstring."""
-    cfg = cfg.checked()
+    cfg = preflight(cfg)
     stop = stop or StopToken()
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -41,7 +41,7 @@ def build(ctx: Context, key: gr.State, train_settings: list):
             raise UserError("Start LR must be positive and smaller than End LR.")
         job = ctx.jobs.latest(ws.key, "lr_find")
         if job is None or job.finished:
-            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment, ctx.offline)
+            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
             if ws.dataset is None:
                 from engine import data as data_lib
 
@@ -66,7 +66,8 @@ def run_finder(ws, cfg, start, end, n, stop):
 
 def stream(ctx: Context, owner: str, job):
     lrs, losses, smoothed, result, last = [], [], [], None, 0.0
-    for new_events, job in ctx.jobs.follow(job.id, owner, start=0):
+    job_id = job.id
+    for new_events, job in ctx.jobs.follow(job_id, owner, start=0):  # noqa: B020 (job: its latest state)
         for ev in new_events:
             if ev.kind == "lr_step":
                 lrs.append(ev.lr), losses.append(ev.loss), smoothed.append(ev.smoothed)

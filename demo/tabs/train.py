@@ -15,27 +15,27 @@ from demo import plots
 from demo.context import Context, user_errors
 from engine import models
 from engine.errors import UserError
-from engine.train import STRATEGIES, TrainConfig, fit, prepare
+from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight, prepare
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
 LOSS_SERIES = ("train (per step)", "validation")
 
 
 def build(ctx: Context, key: gr.State):
-    weights_default = "scratch" if ctx.offline else "pretrained"
+    d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown([e.name for e in models.CATALOG], value="resnet18.a1_in1k", label="Model",
+            model = gr.Dropdown([e.name for e in models.CATALOG], value=d["model"], label="Model",
                                 allow_custom_value=True, info="Pick one, or type any timm model name")
-            weights = gr.Radio(["pretrained", "scratch"], value=weights_default, label="Weights",
+            weights = gr.Radio(["pretrained", "scratch"], value=d["weights"], label="Weights",
                                info="Pretrained weights come from the Hub" + (" (offline here)" if ctx.offline else ""))
             strategy = gr.Dropdown(["auto", *STRATEGIES], value="auto", label="Strategy",
                                    info="auto: finetune with pretrained weights, full from scratch")
-            epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs")
-            lr = gr.Number(value=3e-3, label="Learning rate", info="Run the LR finder to pick one", elem_id="train-lr")
+            epochs = gr.Slider(1, 50, value=d["epochs"], step=1, label="Epochs")
+            lr = gr.Number(value=d["lr"], label="Learning rate", info="Run the LR finder to pick one", elem_id="train-lr")
             with gr.Accordion("Advanced", open=False):
-                batch_size = gr.Slider(8, 256, value=64, step=8, label="Batch size")
-                img_size = gr.Slider(32, 384, value=64, step=16, label="Image size (px)", info="Smaller is faster")
+                batch_size = gr.Slider(8, 256, value=d["batch_size"], step=8, label="Batch size")
+                img_size = gr.Slider(32, 384, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
                 augment = gr.Radio(["none", "light", "standard"], value="light", label="Augmentation")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
@@ -55,7 +55,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
-            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment, ctx.offline)
+            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
             if ws.dataset is None:
                 from engine import data as data_lib
 
@@ -97,17 +97,13 @@ def loss_frame(points):
     return plots.loss_frame([(float("nan"), float("nan"), name) for name in LOSS_SERIES] + list(points))
 
 
-def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment, offline: bool) -> TrainConfig:
-    name = models.check_name(model)
-    if weights == "pretrained" and offline:
-        raise UserError("Pretrained weights come from the Hugging Face Hub, which cannot be reached from here. "
-                        "Choose 'scratch' (or use a machine with internet access).")
+def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment) -> TrainConfig:
     try:
-        values = dict(model=name, weights=weights, strategy=strategy, epochs=int(epochs), lr=float(lr),
+        values = dict(model=model, weights=weights, strategy=strategy, epochs=int(epochs), lr=float(lr),
                       batch_size=int(batch_size), img_size=int(img_size), augment=augment)
     except (TypeError, ValueError) as exc:
         raise UserError(f"Check the training settings: {exc}") from exc
-    return TrainConfig.from_dict(values)
+    return preflight(TrainConfig.from_dict(values))
 
 
 def run_training(ws, cfg: TrainConfig, stop):
@@ -179,7 +175,8 @@ class View:
 def stream(ctx: Context, owner: str, job):
     """Yield page updates for a job until it ends (or until the page goes away)."""
     view, last = View(), 0.0
-    for new_events, job in ctx.jobs.follow(job.id, owner, start=0):
+    job_id = job.id
+    for new_events, job in ctx.jobs.follow(job_id, owner, start=0):  # noqa: B020 (job: its latest state)
         for event in new_events:
             view.add(event)
         now = time.monotonic()

@@ -11,16 +11,8 @@ import socket
 import tempfile
 import time
 
-# The root conftest sets these already; repeat them (setdefault) so this folder also works on its own.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-_TMP = tempfile.mkdtemp(prefix="snapfit-e2e-")
-os.environ.setdefault("SNAPFIT_HOME", os.path.join(_TMP, "home"))
-os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(_TMP, "gradio"))
-
-import engine  # noqa: E402,F401  (installs the torchvision guard before anything imports timm)
-import pytest  # noqa: E402
+# tests/conftest.py (always loaded first) sets the offline/quiet environment and imports engine.
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -98,7 +90,7 @@ def app():
             return job
 
     jobs = TrackingJobs()
-    demo = build_demo(offline=True, workspaces=Workspaces(tempfile.mkdtemp(prefix="ws-", dir=_TMP)), jobs=jobs)
+    demo = build_demo(offline=True, workspaces=Workspaces(tempfile.mkdtemp(prefix="ws-")), jobs=jobs)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
                             **launch_kwargs())
     try:

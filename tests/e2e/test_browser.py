@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine import sample
+from engine.train import SCRATCH_RECIPE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -96,9 +97,10 @@ def test_full_flow_in_browser(app, page, tmp_path):
     expect(tab(page, "Data")).to_have_attribute("aria-selected", "true")
     shot("1-data")
 
-    # 2. Train the default model (resnet18, from scratch, 64 px) briefly.
+    # 2. Train the default offline recipe (a small ResNet from scratch) briefly.
     start_training(page, epochs=TRAIN_EPOCHS)
-    expect(page.get_by_label("Learning rate", exact=True)).to_have_value("0.003")
+    lr_value = page.get_by_label("Learning rate", exact=True).input_value()
+    assert float(lr_value) == SCRATCH_RECIPE["lr"]  # offline, the Train tab starts from the scratch recipe
     status = wait_for_text(page, "#train-status", "Finished", timeout=TRAIN_TIMEOUT)
     assert "Best validation accuracy" in status
     expect(page.get_by_role("button", name="Start training", exact=True)).to_be_enabled()

@@ -1,0 +1,95 @@
+"""The app driven through its public API with gradio_client, as a script or another program would."""
+import socket
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from engine import sample
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from demo import build_demo, launch_kwargs
+
+    demo = build_demo(offline=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                            **launch_kwargs())
+    yield url
+    demo.close()
+
+
+def client(url):
+    return Client(url, verbose=False, analytics_enabled=False)
+
+
+TRAIN_ARGS = dict(model="resnet10t", weights="scratch", strategy="auto", epochs=1, lr=3e-3, batch_size=64, img_size=48,
+                  augment="light")
+
+
+@pytest.fixture(scope="module")
+def shape_png(tmp_path_factory):
+    images, labels = sample.generate(1, seed=42)
+    path = tmp_path_factory.mktemp("img") / "shape.png"
+    images[0].save(path)
+    return path
+
+
+def test_api_lists_the_main_actions(app_url):
+    named = client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/load_data", "/train", "/lr_find", "/predict"} <= set(named)
+
+
+def test_load_train_predict(app_url, shape_png):
+    c = client(app_url)
+    summary, *_ = c.predict("builtin:shapes", api_name="/load_data")
+    assert "900 images in 6 classes" in summary
+    status, loss, acc, log = c.submit(*TRAIN_ARGS.values(), api_name="/train").result(timeout=600)
+    assert "Finished" in status, status
+    assert "Epoch 1:" in log and len(loss["data"]) > 0
+    label, timing = c.predict(handle_file(shape_png), api_name="/predict")
+    assert label["label"] in sample.CLASSES and len(label["confidences"]) == 5
+    assert "ms" in timing
+
+
+def test_lr_find_gives_suggestions(app_url):
+    c = client(app_url)
+    c.predict("builtin:shapes", api_name="/load_data")
+    args = dict(TRAIN_ARGS, strategy="head")
+    status, plot, values, *_ = c.submit(*args.values(), 1e-6, 10.0, 60, api_name="/lr_find").result(timeout=600)
+    assert "Done" in status and plot is not None
+    assert "valley" in values
+
+
+def test_sessions_are_isolated(app_url, shape_png):
+    """A fresh client has no model, whatever another session trained."""
+    with pytest.raises(AppError, match="no trained model yet"):
+        client(app_url).predict(handle_file(shape_png), api_name="/predict")
+
+
+@pytest.mark.parametrize("override,needle", [
+    (dict(model="resnet81"), "Did you mean"),
+    (dict(weights="pretrained"), "cannot reach"),
+    (dict(lr=-1.0), "Learning rate must be"),
+])
+def test_bad_training_settings_get_clear_messages(app_url, override, needle):
+    c = client(app_url)
+    with pytest.raises(AppError, match=needle):
+        c.submit(*dict(TRAIN_ARGS, **override).values(), api_name="/train").result(timeout=120)
+    assert "900 images" in c.predict("builtin:shapes", api_name="/load_data")[0]  # still serving
+
+
+def test_bad_images_and_empty_sketch(app_url, tmp_path):
+    c = client(app_url)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(AppError):
+        c.predict(handle_file(bad), api_name="/predict")
+    with pytest.raises(AppError, match="Draw something|empty"):
+        c.predict({"background": None, "layers": [], "composite": None}, api_name="/predict_sketch")
