@@ -56,7 +56,8 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
                 ws.set_dataset(data_lib.load_builtin())
             return ws.key, ws.key, *data.render(ws.dataset)[0:3]
 
-        demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private").then(
+        loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
+        loaded.then(train_tab["restore_settings"], [key], train_tab["settings"], api_visibility="private").then(
             train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private"
         )
     return demo

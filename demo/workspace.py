@@ -29,6 +29,7 @@ class Workspace:
     prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared, decoded once
     model_dir: Path | None = None
     predictor: Predictor | None = None
+    train_settings: list | None = None  # the Train tab's values of the latest run, restored after a reload
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

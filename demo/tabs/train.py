@@ -61,6 +61,7 @@ def build(ctx: Context, key: gr.State):
 
                 ws.set_dataset(data_lib.load_builtin())
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
+            ws.train_settings = [model, weights, strategy, epochs, lr, batch_size, img_size, augment]
         yield from stream(ctx, ws.key, job)
 
     def stop_training(key=None):
@@ -84,7 +85,12 @@ def build(ctx: Context, key: gr.State):
             return
         yield from stream(ctx, ws.key, job)
 
-    return dict(settings=settings, outputs=outputs, lr=lr, reattach=reattach)
+    def restore_settings(key=None):
+        """After a reload: show the settings of the run being re-attached, not the defaults."""
+        saved = ctx.workspace(key).train_settings
+        return saved if saved else [gr.update() for _ in settings]
+
+    return dict(settings=settings, outputs=outputs, lr=lr, reattach=reattach, restore_settings=restore_settings)
 
 
 def loss_frame(points):

@@ -24,7 +24,7 @@ README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 # Caps for a failing run, not expectations: an epoch at 64 px takes 10-50 s on two busy CPU cores.
 TRAIN_TIMEOUT = 300
 LR_TIMEOUT = 300
-TRAIN_EPOCHS = 2  # two, not one: a one-point validation curve draws nothing, and this page is the README shot
+TRAIN_EPOCHS = SCRATCH_RECIPE["epochs"]  # the full default run: this page is the README shot
 LR_STEPS = 20  # the slider's minimum
 
 
@@ -172,6 +172,8 @@ def test_reload_during_training_reattaches(app, page, tmp_path):
     after = wait_for_text(page, "#train-status", lambda text: "Epoch" in text or "Finished" in text, timeout=60)
     page.screenshot(path=str(tmp_path / "reattached.png"), full_page=True)
     assert "Not started" not in after
+    # the reloaded page shows the settings of the run it re-attached to, not the defaults
+    expect(page.get_by_label("number input for Epochs", exact=True)).to_have_value("3")
     if "Finished" not in after:
         assert int(re.search(r"step (\d+)/", after).group(1)) >= step_before, (before, after)
         # The re-attached page can still stop the run it did not start.
