@@ -50,11 +50,7 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
         def restore(stored):
             """On page load: find this browser's workspace again (or start one) and show its dataset."""
             ws = ctx.workspace(stored if ctx.workspaces.known(stored) else None)
-            if ws.dataset is None:
-                from engine import data as data_lib
-
-                ws.set_dataset(data_lib.load_builtin())
-            return ws.key, ws.key, *data.render(ws.dataset)[0:3]
+            return ws.key, ws.key, *data.render(ws.dataset_or_builtin())
 
         loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
         loaded.then(train_tab["restore_settings"], [key], train_tab["settings"], api_visibility="private").then(

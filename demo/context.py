@@ -1,6 +1,9 @@
 """What every tab's handlers share: the workspaces, the job manager, and whether the Hub is reachable."""
 from __future__ import annotations
 
+import functools
+import inspect
+import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -19,12 +22,23 @@ class Context:
     def workspace(self, key) -> Workspace:
         return self.workspaces.get(key)
 
+    def follow(self, owner: str, job, interval: float):
+        """A job's new events and latest state, at most once per `interval` seconds (always the final state).
+
+        Pages only need a few updates a second; the events in between are batched, never dropped.
+        """
+        pending, last = [], 0.0
+        job_id = job.id
+        for new_events, job in self.jobs.follow(job_id, owner, start=0):  # noqa: B020 (job: its latest state)
+            pending += new_events
+            now = time.monotonic()
+            if job.finished or now - last >= interval:
+                yield pending, job
+                pending, last = [], now
+
 
 def user_errors(fn):
     """Turn a UserError into a gr.Error (a readable message in the page, not a traceback)."""
-    import functools
-    import inspect
-
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):

@@ -38,10 +38,18 @@ def class_counts(counts: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame({"class": list(counts), "images": list(counts.values())})
 
 
+LOSS_SERIES = ("train (per step)", "validation")
+
+
 def loss_frame(points: list[tuple[int, float, str]]) -> pd.DataFrame:
-    return pd.DataFrame(points, columns=["step", "loss", "series"]) if points else pd.DataFrame(
-        {"step": pd.Series(dtype=int), "loss": pd.Series(dtype=float), "series": pd.Series(dtype=str)}
-    )
+    """The loss plot's data, always naming both series (with a row that has no point for each).
+
+    Gradio 6.31's LinePlot takes its colour domain from the value it holds when it is first drawn (which for a
+    hidden tab is when the tab is first opened), and later updates only swap the data: a series missing then
+    is never drawn. Without these rows the page load's empty frame left the loss plot blank for good.
+    """
+    placeholders = [(float("nan"), float("nan"), name) for name in LOSS_SERIES]
+    return pd.DataFrame(placeholders + list(points), columns=["step", "loss", "series"])
 
 
 def accuracy_frame(history: list[dict]) -> pd.DataFrame:

@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.data import LabelledImages
+from engine.data import LabelledImages, load_builtin
 from engine.predict import Predictor
-from engine.train import Prepared
+from engine.train import TrainConfig, ensure_prepared
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Workspace:
     key: str
     folder: Path
     dataset: LabelledImages | None = None
-    prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared, decoded once
+    prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared: see decoded()
     model_dir: Path | None = None
     predictor: Predictor | None = None
     train_settings: list | None = None  # the Train tab's values of the latest run, restored after a reload
@@ -37,8 +37,19 @@ class Workspace:
         with self.lock:
             self.dataset, self.prepared = dataset, {}
 
-    def prepared_for(self, img_size: int, val_fraction: float, seed: int) -> Prepared | None:
-        return self.prepared.get((img_size, val_fraction, seed))
+    def dataset_or_builtin(self) -> LabelledImages:
+        """The chosen dataset, or the built-in shapes when none was chosen (the app's default)."""
+        if self.dataset is None:
+            self.set_dataset(load_builtin())
+        return self.dataset
+
+    def decoded(self, cfg: TrainConfig):
+        """The dataset decoded at cfg's size: once per session, reused by every later run (a generator, as
+        engine.train.ensure_prepared: `prepared = yield from ws.decoded(cfg)`)."""
+        key = (cfg.img_size, cfg.val_fraction, cfg.seed)
+        if key not in self.prepared:
+            self.prepared[key] = yield from ensure_prepared(self.dataset_or_builtin(), cfg)
+        return self.prepared[key]
 
     def set_model(self, model_dir: str | Path) -> None:
         with self.lock:

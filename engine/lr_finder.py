@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from engine import data as data_lib
 from engine import models
 from engine.events import Log, LRFinished, LRStep, StopToken
-from engine.train import Prepared, Session, TrainConfig, plan, preflight, prepare
+from engine.train import Session, TrainConfig, ensure_prepared, plan, preflight
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."
 
@@ -42,10 +42,8 @@ def find(
     stop = stop or StopToken()
     t0 = time.perf_counter()
     if session is None:
-        if not isinstance(data, Prepared):
-            yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
-            data = prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed)
-        session = Session(data, cfg)
+        prepared = yield from ensure_prepared(data, cfg)
+        session = Session(prepared, cfg)
     saved = _snapshot(session.model)
     try:
         lrs, losses = yield from _range_test(session, cfg, start_lr, end_lr, num_steps, stop)

@@ -149,6 +149,17 @@ def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 
     return Prepared(list(data.class_names), train, val, img_size, bad_t + bad_v)
 
 
+def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
+    """Decode labelled images once at cfg's size, saying so; a Prepared dataset passes through.
+
+    A generator returning the Prepared data: callers write `prepared = yield from ensure_prepared(...)`.
+    """
+    if isinstance(data, Prepared):
+        return data
+    yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
+    return prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed)
+
+
 def device_for() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -294,9 +305,7 @@ def fit(
     stop = stop or StopToken()
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    if isinstance(data, data_lib.LabelledImages):
-        yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
-        data = prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed)
+    data = yield from ensure_prepared(data, cfg)
     if data.skipped:
         yield Log(f"Skipped {len(data.skipped)} unreadable images")
     session = Session(data, cfg)
@@ -309,7 +318,7 @@ def fit(
     tracker, epoch, step = _Tracker(cfg.patience), 0, 0
     for phase in phases:
         runner = _run_features if phase.on_features else _run_images
-        for event in runner(session, phase, epoch, step, total_epochs, stop):
+        for event in runner(session, phase, epoch, step, stop):
             if isinstance(event, EpochEnd):
                 tracker.update(session.model, event)
                 epoch = event.epoch
@@ -362,7 +371,7 @@ def _validate(session: Session, epoch: int, train_loss: float, lr: float, t_epoc
     return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr)
 
 
-def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, total_epochs: int, stop: StopToken):
+def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken):
     """Head-only epochs on features computed once: the backbone never runs again after the embedding pass."""
     cfg, model = session.cfg, session.model
     models.set_trainable(model, session.groups, len(session.groups) - 1)
@@ -395,7 +404,7 @@ def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, total
             return
 
 
-def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, total_epochs: int, stop: StopToken):
+def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken):
     """Epochs through the whole network on augmented image batches."""
     cfg, model = session.cfg, session.model
     n_groups = len(session.groups)

@@ -1,8 +1,6 @@
 """LR finder tab: run a range test with the Train tab's settings, read the plot, use a suggestion."""
 from __future__ import annotations
 
-import time
-
 import gradio as gr
 
 from demo import plots
@@ -10,7 +8,6 @@ from demo.context import Context, user_errors
 from demo.tabs.train import config_from
 from engine.errors import UserError
 from engine.lr_finder import find
-from engine.train import prepare
 
 STREAM_INTERVAL = 1.0
 
@@ -42,10 +39,6 @@ def build(ctx: Context, key: gr.State, train_settings: list):
         job = ctx.jobs.latest(ws.key, "lr_find")
         if job is None or job.finished:
             cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
-            if ws.dataset is None:
-                from engine import data as data_lib
-
-                ws.set_dataset(data_lib.load_builtin())
             job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
         yield from stream(ctx, ws.key, job)
 
@@ -54,29 +47,18 @@ def build(ctx: Context, key: gr.State, train_settings: list):
 
 
 def run_finder(ws, cfg, start, end, n, stop):
-    from engine.events import Log
-
-    prepared = ws.prepared_for(cfg.img_size, cfg.val_fraction, cfg.seed)
-    if prepared is None:
-        yield Log(f"Decoding {len(ws.dataset)} images at {cfg.img_size} px")
-        prepared = prepare(ws.dataset, cfg.img_size, cfg.val_fraction, cfg.seed)
-        ws.prepared[(cfg.img_size, cfg.val_fraction, cfg.seed)] = prepared
+    prepared = yield from ws.decoded(cfg)
     yield from find(prepared, cfg, start, end, n, stop)
 
 
 def stream(ctx: Context, owner: str, job):
-    lrs, losses, smoothed, result, last = [], [], [], None, 0.0
-    job_id = job.id
-    for new_events, job in ctx.jobs.follow(job_id, owner, start=0):  # noqa: B020 (job: its latest state)
-        for ev in new_events:
+    lrs, losses, smoothed, result = [], [], [], None
+    for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
+        for ev in events:
             if ev.kind == "lr_step":
                 lrs.append(ev.lr), losses.append(ev.loss), smoothed.append(ev.smoothed)
             elif ev.kind == "lr_finished":
                 result = ev
-        now = time.monotonic()
-        if not job.finished and now - last < STREAM_INTERVAL:
-            continue
-        last = now
         yield render(ctx, owner, job, lrs, losses, smoothed, result)
 
 

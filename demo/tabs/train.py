@@ -15,10 +15,9 @@ from demo import plots
 from demo.context import Context, user_errors
 from engine import models
 from engine.errors import UserError
-from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight, prepare
+from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
-LOSS_SERIES = ("train (per step)", "validation")
 
 
 def build(ctx: Context, key: gr.State):
@@ -42,7 +41,7 @@ def build(ctx: Context, key: gr.State):
                 stop = gr.Button("Stop", variant="stop", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown("Not started.", elem_id="train-status")
-            loss_plot = gr.LinePlot(loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250)
+            loss_plot = gr.LinePlot(plots.loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250)
             acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y="val accuracy %", title="Validation accuracy",
                                    height=200, y_lim=[0, 100])
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
@@ -56,10 +55,6 @@ def build(ctx: Context, key: gr.State):
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
             cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
-            if ws.dataset is None:
-                from engine import data as data_lib
-
-                ws.set_dataset(data_lib.load_builtin())
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
             ws.train_settings = [model, weights, strategy, epochs, lr, batch_size, img_size, augment]
         yield from stream(ctx, ws.key, job)
@@ -81,7 +76,8 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None:
-            yield ws.key, "Not started.", loss_frame([]), plots.accuracy_frame([]), "", gr.Button(interactive=True), gr.Button(interactive=False)
+            yield (ws.key, "Not started.", plots.loss_frame([]), plots.accuracy_frame([]), "",
+                   gr.Button(interactive=True), gr.Button(interactive=False))
             return
         yield from stream(ctx, ws.key, job)
 
@@ -91,16 +87,6 @@ def build(ctx: Context, key: gr.State):
         return saved if saved else [gr.update() for _ in settings]
 
     return dict(settings=settings, outputs=outputs, lr=lr, reattach=reattach, restore_settings=restore_settings)
-
-
-def loss_frame(points):
-    """The loss plot's data, always naming both series (with a row that has no point for each).
-
-    Gradio 6.31's LinePlot takes its colour domain from the value it holds when it is first drawn (which for a
-    hidden tab is when the tab is first opened), and later updates only swap the data: a series missing then
-    is never drawn. Without these rows the page load's empty frame left the loss plot blank for good.
-    """
-    return plots.loss_frame([(float("nan"), float("nan"), name) for name in LOSS_SERIES] + list(points))
 
 
 def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment) -> TrainConfig:
@@ -114,13 +100,7 @@ def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augm
 
 def run_training(ws, cfg: TrainConfig, stop):
     """The job body: decode once (cached per workspace), train, and hand the model to the workspace."""
-    from engine.events import Log
-
-    prepared = ws.prepared_for(cfg.img_size, cfg.val_fraction, cfg.seed)
-    if prepared is None:
-        yield Log(f"Decoding {len(ws.dataset)} images at {cfg.img_size} px (once; later runs reuse them)")
-        prepared = prepare(ws.dataset, cfg.img_size, cfg.val_fraction, cfg.seed)
-        ws.prepared[(cfg.img_size, cfg.val_fraction, cfg.seed)] = prepared
+    prepared = yield from ws.decoded(cfg)
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
     for event in fit(prepared, cfg, str(out_dir), stop):
         if event.kind in ("finished", "stopped"):
@@ -145,11 +125,11 @@ class View:
                             f"{event.num_train} training / {event.num_val} validation images")
         elif kind == "step":
             self.last_step = event
-            self.losses.append((event.step, event.loss, LOSS_SERIES[0]))
+            self.losses.append((event.step, event.loss, plots.LOSS_SERIES[0]))
         elif kind == "epoch_end":
             self.history.append(event.__dict__)
             if self.started:
-                self.losses.append((event.epoch * self.started.steps_per_epoch, event.val_loss, LOSS_SERIES[1]))
+                self.losses.append((event.epoch * self.started.steps_per_epoch, event.val_loss, plots.LOSS_SERIES[1]))
             self.log.append(f"Epoch {event.epoch}: train loss {event.train_loss:.3f}, val loss {event.val_loss:.3f}, "
                             f"val accuracy {event.val_acc:.1%} ({event.seconds:.1f} s)")
         elif kind == "log":
@@ -180,15 +160,10 @@ class View:
 
 def stream(ctx: Context, owner: str, job):
     """Yield page updates for a job until it ends (or until the page goes away)."""
-    view, last = View(), 0.0
-    job_id = job.id
-    for new_events, job in ctx.jobs.follow(job_id, owner, start=0):  # noqa: B020 (job: its latest state)
-        for event in new_events:
+    view = View()
+    for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
+        for event in events:
             view.add(event)
-        now = time.monotonic()
-        if not job.finished and now - last < STREAM_INTERVAL:
-            continue
-        last = now
-        yield (owner, view.status(job, ctx.jobs.queue_position(job)), loss_frame(view.losses),
+        yield (owner, view.status(job, ctx.jobs.queue_position(job)), plots.loss_frame(view.losses),
                plots.accuracy_frame(view.history), "\n".join(view.log[-200:]),
                gr.Button(interactive=job.finished), gr.Button(interactive=not job.finished))

@@ -52,7 +52,11 @@ def test_load_train_predict(app_url, shape_png):
     assert "900 images in 6 classes" in summary
     status, loss, acc, log = c.submit(*TRAIN_ARGS.values(), api_name="/train").result(timeout=600)
     assert "Finished" in status, status
-    assert "Epoch 1:" in log and len(loss["data"]) > 0
+    assert "Epoch 1:" in log
+    columns = loss["columns"]
+    real = [r for r in loss["data"] if isinstance(r[columns.index("loss")], float) and r[columns.index("loss")] == r[columns.index("loss")]]
+    assert sum(r[columns.index("series")] == "train (per step)" for r in real) == 12  # 720 images / batch 64, per step
+    assert sum(r[columns.index("series")] == "validation" for r in real) == 1
     label, timing = c.predict(handle_file(shape_png), api_name="/predict")
     assert label["label"] in sample.CLASSES and len(label["confidences"]) == 5
     assert "ms" in timing
