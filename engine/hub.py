@@ -68,6 +68,5 @@ def detect_offline(timeout: float = 1.5) -> bool:
 OFFLINE_MESSAGE = (
     "Offline: the Hugging Face Hub cannot be reached from this machine, so pretrained weights and Hub "
     "datasets cannot be downloaded. Everything else works: the built-in shapes dataset, your own "
-    "folders and zips, training from scratch or from a local weights file, the LR finder, classifying "
-    "and exporting."
+    "zips of class folders, training from scratch, the LR finder and classifying."
 )
