@@ -25,7 +25,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from engine import data as data_lib
-from engine import models
+from engine import models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy
 from engine.events import EpochEnd, Finished, Log, Started, Step, Stopped, StopToken
@@ -34,7 +34,7 @@ from engine.export import save_model_folder
 STRATEGIES = ("head", "finetune", "full", "progressive")
 
 # Defaults when there are no pretrained weights (offline): a small ResNet from scratch at 48 px. On the
-# built-in shapes it reaches about 97 % validation accuracy in ~35 s on 2 CPU cores (tests/engine/test_train.py
+# built-in shapes it reaches about 97 % validation accuracy in ~14 s on 2 CPU cores (tests/engine/test_train.py
 # asserts the accuracy). Pretrained defaults follow fastai's fine_tune: a few epochs at a lower LR.
 SCRATCH_RECIPE = dict(model="resnet10t.c3_in1k", weights="scratch", epochs=12, lr=1e-2, batch_size=64, img_size=48)
 PRETRAINED_RECIPE = dict(model="resnet18.a1_in1k", weights="pretrained", epochs=3, lr=2e-3, batch_size=64, img_size=128)
@@ -46,11 +46,11 @@ class TrainConfig:
     weights: str = "scratch"  # "pretrained" | "scratch" | path to a weights file or model folder
     strategy: str = "auto"  # one of STRATEGIES; "auto": finetune with loaded weights, full from scratch
     epochs: int = 5
-    lr: float = 3e-3  # peak learning rate of the head (and of every layer for `full`)
+    lr: float | None = None  # peak LR of the head (of every layer for `full`); None = resolved_lr()
     batch_size: int = 64
     img_size: int = 64
     val_fraction: float = 0.2
-    augment: str = "light"  # none | light | standard
+    augment: str = "none"  # none | light | standard; short runs learn faster without (benchmarks/vs_fastai.py)
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     mixup: float = 0.0  # timm Mixup alpha; 0 = off
@@ -65,7 +65,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     accum_steps: int = 1
     bf16: bool | None = None  # None = where the hardware supports it
-    channels_last: bool = False
+    channels_last: bool | None = None  # None = with bf16 (faster there; in fp32 on a CPU it is slower)
     seed: int = 0
 
     @classmethod
@@ -81,12 +81,19 @@ class TrainConfig:
             return "full" if self.weights in ("scratch", "", None) else "finetune"
         return self.strategy
 
+    def resolved_lr(self) -> float:
+        """The LR to use: the one given, else 1e-2 from scratch (measured best for short scratch runs, see
+        benchmarks/vs_fastai.py) or fastai fine_tune's 2e-3 with loaded weights."""
+        if self.lr is not None:
+            return self.lr
+        return 1e-2 if self.weights in ("scratch", "", None) else 2e-3
+
     def checked(self) -> TrainConfig:
         """Raise a UserError naming the first bad value and the range that would work."""
         rules = [
             (self.strategy in STRATEGIES + ("auto",), f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})"),
             (_is_int(self.epochs) and 1 <= self.epochs <= 1000, f"epochs must be a whole number from 1 to 1000 (got {self.epochs})"),
-            (_is_num(self.lr) and 1e-8 <= self.lr <= 10, f"learning rate must be between 1e-8 and 10 (got {self.lr})"),
+            (self.lr is None or (_is_num(self.lr) and 1e-8 <= self.lr <= 10), f"learning rate must be between 1e-8 and 10 (got {self.lr})"),
             (_is_int(self.batch_size) and 2 <= self.batch_size <= 4096, f"batch size must be from 2 to 4096 (got {self.batch_size})"),
             (_is_int(self.img_size) and 16 <= self.img_size <= 1024, f"image size must be from 16 to 1024 px (got {self.img_size})"),
             (_is_num(self.val_fraction) and 0.01 <= self.val_fraction <= 0.9, f"validation fraction must be 0.01-0.9 (got {self.val_fraction})"),
@@ -96,7 +103,7 @@ class TrainConfig:
             (_is_num(self.mixup) and _is_num(self.cutmix) and self.mixup >= 0 and self.cutmix >= 0, "mixup/cutmix must be >= 0"),
             (_is_int(self.freeze_epochs) and self.freeze_epochs >= 0, "freeze epochs must be >= 0"),
             (_is_int(self.freeze_layers) and self.freeze_layers >= 0, "freeze layers must be >= 0"),
-            (_is_num(self.lr_mult) and self.lr_mult >= 1, "lr_mult must be >= 1"),
+            (_is_num(self.lr_mult) and self.lr_mult >= 1, "discriminative LR ratio (lr_mult) must be >= 1"),
             (_is_num(self.drop_rate) and 0 <= self.drop_rate < 1, "drop rate must be in [0, 1)"),
             (_is_num(self.drop_path_rate) and 0 <= self.drop_path_rate < 1, "drop path rate must be in [0, 1)"),
             (_is_int(self.patience) and self.patience >= 0, "patience must be >= 0"),
@@ -185,13 +192,16 @@ class Session:
         if model is None:
             model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate)
         self.model, self.report = model.to(self.device), report
-        if cfg.channels_last:
+        self.bf16 = use_bf16(cfg, self.device)
+        self.channels_last = self.bf16 if cfg.channels_last is None else cfg.channels_last
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            small_conv.speed_up(self.model)
         self.groups = models.layer_groups(self.model)
         self.data_config = models.data_config(self.model, prepared.img_size)
-        self.normalize = data_lib.Normalizer(self.data_config["mean"], self.data_config["std"], cfg.channels_last)
+        self.normalize = data_lib.Normalizer(self.data_config["mean"], self.data_config["std"], self.channels_last)
         self.normalize.mean, self.normalize.std = self.normalize.mean.to(self.device), self.normalize.std.to(self.device)
-        self.bf16 = use_bf16(cfg, self.device)
         self.train_x, self.train_y = prepared.train.x.to(self.device), prepared.train.y.to(self.device)
         self.val_x, self.val_y = prepared.val.x.to(self.device), prepared.val.y.to(self.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -214,7 +224,11 @@ class Session:
             decay = [p for p in group if p.ndim > 1]
             no_decay = [p for p in group if p.ndim <= 1]
             groups += [dict(params=decay, lr=lr, weight_decay=self.cfg.weight_decay), dict(params=no_decay, lr=lr, weight_decay=0.0)]
-        return torch.optim.AdamW([g for g in groups if g["params"]])
+        # fused: one kernel for all parameters instead of a loop of small ops per parameter
+        return torch.optim.AdamW([g for g in groups if g["params"]], fused=self._fused_ok())
+
+    def _fused_ok(self) -> bool:
+        return all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in self.model.parameters())
 
     @torch.no_grad()
     def embed(self, x_uint8: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -258,16 +272,16 @@ class Phase:
 
 
 def plan(cfg: TrainConfig) -> list[Phase]:
-    strategy = cfg.resolved_strategy()
+    strategy, lr = cfg.resolved_strategy(), cfg.resolved_lr()
     if strategy == "head":
-        return [Phase(cfg.epochs, True, False, cfg.lr, "head")]
+        return [Phase(cfg.epochs, True, False, lr, "head")]
     if strategy == "finetune":
-        frozen = [Phase(cfg.freeze_epochs, True, False, cfg.lr, "head")] if cfg.freeze_epochs else []
+        frozen = [Phase(cfg.freeze_epochs, True, False, lr, "head")] if cfg.freeze_epochs else []
         # fastai halves the base LR once the body is unfrozen
-        return frozen + [Phase(cfg.epochs, False, True, cfg.lr / 2, "all")]
+        return frozen + [Phase(cfg.epochs, False, True, lr / 2, "all")]
     if strategy == "progressive":
-        return [Phase(cfg.epochs, False, True, cfg.lr, "progressive")]
-    return [Phase(cfg.epochs, False, False, cfg.lr, "all")]
+        return [Phase(cfg.epochs, False, True, lr, "progressive")]
+    return [Phase(cfg.epochs, False, False, lr, "all")]
 
 
 class _Tracker:
@@ -483,7 +497,8 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         per_class_accuracy=per_class_accuracy(y, preds, names),
         confusion_matrix=confusion_matrix(y, preds, len(names)).tolist(),
         class_names=names,
-        hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy()),
+        hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy(), lr=cfg.resolved_lr(), bf16=session.bf16,
+                                            channels_last=session.channels_last),
         weights=session.report.describe(),
         num_train=len(session.train_y),
         num_val=len(session.val_y),

@@ -34,3 +34,12 @@ def small_shapes():
     images, labels = sample.generate(n_per_class=40, seed=1)
     keep = [i for i, y in enumerate(labels) if y < 3]
     return data.LabelledImages(list(sample.CLASSES[:3]), [images[i] for i in keep], [labels[i] for i in keep], "test")
+
+
+@pytest.fixture(scope="session")
+def builtin_model(shapes, tmp_path_factory):
+    """The app's default offline recipe trained once on the built-in dataset: (model folder, events)."""
+    from engine.train import SCRATCH_RECIPE, TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("builtin") / "model"
+    return out, list(fit(shapes, TrainConfig(**SCRATCH_RECIPE), str(out)))

@@ -17,15 +17,16 @@ def run(data, cfg, out):
     return events, events[-1]
 
 
-def test_scratch_recipe_on_builtin_shapes_reaches_95_percent(shapes, tmp_path):
+def test_scratch_recipe_on_builtin_shapes_reaches_95_percent(builtin_model):
     """The app's default offline recipe: a small CNN from scratch learns the built-in dataset."""
     cfg = TrainConfig(**SCRATCH_RECIPE)
-    events, last = run(shapes, cfg, tmp_path / "m")
+    out, events = builtin_model
+    last = events[-1]
     assert last.kind == "finished"
     assert last.best_val_acc >= 0.95
     kinds = [e.kind for e in events]
     assert kinds.count("epoch_end") == cfg.epochs and "started" in kinds and kinds.count("step") == cfg.epochs * 12
-    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val_accuracy"] == pytest.approx(max(h["val_acc"] for h in metrics["history"]), abs=1e-6)
     assert len(metrics["confusion_matrix"]) == 6 and sum(map(sum, metrics["confusion_matrix"])) == metrics["num_val"]
 
