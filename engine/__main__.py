@@ -29,24 +29,61 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# Training options shared by `train` and `lr-find`: (flag, TrainConfig field, type, help). Defaults come from
+# TrainConfig itself, so the command line and the engine can never disagree.
+OPTIONS = [
+    ("--epochs", "epochs", int, "number of epochs"),
+    ("--lr", "lr", float, "peak learning rate of the head (default: 1e-2 from scratch, 2e-3 with loaded weights)"),
+    ("--batch-size", "batch_size", int, "images per step"),
+    ("--img-size", "img_size", int, "training image size in px (smaller is faster)"),
+    ("--val-fraction", "val_fraction", float, "share of each class held out for validation"),
+    ("--augment", "augment", str, "augmentation preset: none, light or standard"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
+    ("--label-smoothing", "label_smoothing", float, "label smoothing of the loss"),
+    ("--mixup", "mixup", float, "timm Mixup alpha (0 = off)"),
+    ("--cutmix", "cutmix", float, "timm CutMix alpha (0 = off)"),
+    ("--freeze-epochs", "freeze_epochs", int, "finetune: head-only epochs before unfreezing"),
+    ("--freeze-layers", "freeze_layers", int, "keep the first K layer groups frozen throughout"),
+    ("--lr-mult", "lr_mult", float, "discriminative LRs: the stem trains at lr / lr_mult"),
+    ("--drop-rate", "drop_rate", float, "dropout before the classifier"),
+    ("--drop-path-rate", "drop_path_rate", float, "stochastic depth"),
+    ("--patience", "patience", int, "stop early after this many epochs without a better val loss (0 = off)"),
+    ("--grad-clip", "grad_clip", float, "clip the gradient norm to this (0 = off)"),
+    ("--accum-steps", "accum_steps", int, "accumulate gradients over this many batches"),
+    ("--seed", "seed", int, "random seed (split, init, augmentation)"),
+]
+SWITCHES = [  # TrainConfig booleans: --name / --no-name
+    ("--progressive-resize", "progressive_resize", "train at half size first, full size at the end"),
+    ("--channels-last", "channels_last", "channels_last memory format (default: on with bf16, where it is faster)"),
+    ("--bf16", "bf16", "bf16 autocast (default: where the hardware supports it)"),  # None = auto
+]
+
+
 def _parser() -> argparse.ArgumentParser:
+    from engine.train import STRATEGIES, TrainConfig
+
+    defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m engine", description="Snapfit: train image classifiers on your pictures.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     for name, func, help_ in [("train", cmd_train, "fine-tune a model"), ("lr-find", cmd_lr_find, "run the LR range test")]:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--data", default="builtin:shapes", help="folder, .zip or builtin:shapes")
-        sp.add_argument("--model", default="resnet18")
-        sp.add_argument("--strategy", default="auto", choices=["auto", "head", "finetune", "full", "progressive"])
-        sp.add_argument("--epochs", type=int, default=5)
-        sp.add_argument("--lr", type=float, default=3e-3)
-        sp.add_argument("--batch-size", type=int, default=64)
-        sp.add_argument("--img-size", type=int, default=64)
-        sp.add_argument("--augment", default="light", choices=["none", "light", "standard"])
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--data", default="builtin:shapes", help="a folder of class subfolders, a .zip of one, or builtin:shapes (the default)")
+        sp.add_argument("--model", default=defaults.model, help="any timm model name (default: %(default)s)")
+        sp.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES],
+                        help="auto: finetune with loaded weights, full from scratch")
+        sp.add_argument("--freeze-backbone", action="store_const", dest="strategy", const="head", default=argparse.SUPPRESS,
+                        help="same as --strategy head")
+        for flag, field, type_, text in OPTIONS:
+            default = getattr(defaults, field)
+            sp.add_argument(flag, dest=field, type=type_, default=default, help=text + ("" if default is None else " (default: %(default)s)"))
+        for flag, field, text in SWITCHES:
+            sp.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=getattr(defaults, field), help=text)
         w = sp.add_mutually_exclusive_group()
-        w.add_argument("--pretrained", action="store_const", dest="weights", const="pretrained")
-        w.add_argument("--scratch", action="store_const", dest="weights", const="scratch")
-        w.add_argument("--weights", dest="weights", help="local .safetensors / .pth file or model folder")
+        w.add_argument("--pretrained", action="store_const", dest="weights", const="pretrained", default=argparse.SUPPRESS,
+                       help="Hub-pretrained weights")
+        w.add_argument("--scratch", action="store_const", dest="weights", const="scratch", default=argparse.SUPPRESS,
+                       help="random initialisation (the default)")
+        w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
         sp.add_argument("--out", required=True, help="output folder")
         sp.set_defaults(func=func, weights="scratch")
     sp = sub.add_parser("predict", help="classify images with a model folder")
@@ -64,10 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args):
     from engine.train import TrainConfig, preflight
 
-    return preflight(TrainConfig(
-        model=args.model, weights=args.weights, strategy=args.strategy, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, img_size=args.img_size, augment=args.augment, seed=args.seed,
-    ))
+    values = {field: getattr(args, field) for _, field, *_ in OPTIONS + SWITCHES}
+    return preflight(TrainConfig(model=args.model, weights=args.weights, strategy=args.strategy, **values))
 
 
 class _Progress:

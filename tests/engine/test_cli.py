@@ -5,6 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine import sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,18 +20,28 @@ def cli(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, small_shapes):
-    root = tmp_path_factory.mktemp("cli") / "data"
-    for image, label in zip(small_shapes.images, small_shapes.labels):
-        d = root / small_shapes.class_names[label]
+    return save_folder(tmp_path_factory.mktemp("cli") / "data", small_shapes.images, small_shapes.labels, small_shapes.class_names)
+
+
+def save_folder(root: Path, images, labels, class_names) -> Path:
+    for image, label in zip(images, labels):
+        d = root / class_names[label]
         d.mkdir(parents=True, exist_ok=True)
         image.save(d / f"{len(list(d.iterdir()))}.png")
     return root
 
 
-def test_train_then_predict_then_eval(folder, tmp_path):
-    out = tmp_path / "model"
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory):
+    """`train` from the command line: a model folder and what the command printed."""
+    out = tmp_path_factory.mktemp("cli-model") / "model"
     r = cli("train", "--data", str(folder), "--model", "resnet10t", "--epochs", "2", "--img-size", "32", "--batch-size", "32",
             "--out", str(out))
+    return out, r
+
+
+def test_train_then_predict_then_eval(folder, trained):
+    out, r = trained
     assert r.returncode == 0, r.stderr
     final = json.loads(r.stdout.strip().splitlines()[-1])
     assert final["kind"] == "finished" and Path(final["model_dir"]) == out
@@ -39,6 +53,49 @@ def test_train_then_predict_then_eval(folder, tmp_path):
     r = cli("eval", "--model-dir", str(out), "--data", str(folder))
     result = json.loads(r.stdout)
     assert r.returncode == 0 and result["num_images"] == 120 and 0 <= result["accuracy"] <= 1
+
+
+def test_transfer_a_trained_folder_to_new_classes(builtin_model, tmp_path):
+    """--weights FOLDER: a model trained on the built-in 6 classes gives its backbone to a new 4-class dataset
+    (new images): every backbone tensor loads unchanged, only the old head is skipped, and one head-only
+    epoch beats chance (25 %) clearly."""
+    source, _ = builtin_model
+    images, labels = sample.generate(n_per_class=30, seed=7)
+    keep = [i for i, y in enumerate(labels) if y >= 2]  # triangle, star, cross, ring
+    new = save_folder(tmp_path / "new", [images[i] for i in keep], [labels[i] - 2 for i in keep], list(sample.CLASSES[2:]))
+    out = tmp_path / "transferred"
+    r = cli("train", "--data", str(new), "--model", "resnet10t", "--weights", str(source), "--freeze-backbone", "--epochs", "1",
+            "--img-size", "48", "--batch-size", "8", "--lr", "1e-2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    before, after = load_file(source / "model.safetensors"), load_file(out / "model.safetensors")
+    body = [k for k in before if not k.startswith("fc.")]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weights"] == f"Loaded {len(body)} tensors from {source}, skipped 2 (fc.bias, fc.weight)."
+    assert all(torch.equal(before[k], after[k]) for k in body)  # frozen backbone, BatchNorm statistics included
+    assert after["fc.weight"].shape[0] == 4 and metrics["class_names"] == sorted(sample.CLASSES[2:])
+    assert metrics["val_accuracy"] >= 0.6
+
+
+def test_every_training_option_has_a_flag():
+    from engine.__main__ import _config, _parser
+    from engine.train import TrainConfig
+
+    args = _parser().parse_args([
+        "train", "--out", "x", "--model", "resnet10t", "--strategy", "progressive", "--epochs", "7", "--lr", "0.02",
+        "--batch-size", "16", "--img-size", "96", "--val-fraction", "0.3", "--augment", "standard", "--weight-decay", "0.01",
+        "--label-smoothing", "0", "--mixup", "0.2", "--cutmix", "1", "--freeze-epochs", "2", "--freeze-layers", "1",
+        "--lr-mult", "10", "--drop-rate", "0.1", "--drop-path-rate", "0.05", "--patience", "3", "--grad-clip", "1",
+        "--accum-steps", "4", "--seed", "5", "--progressive-resize", "--no-channels-last", "--bf16", "--scratch",
+    ])
+    expected = TrainConfig(model="resnet10t", weights="scratch", strategy="progressive", epochs=7, lr=0.02, batch_size=16,
+                           img_size=96, val_fraction=0.3, augment="standard", weight_decay=0.01, label_smoothing=0.0,
+                           mixup=0.2, cutmix=1.0, freeze_epochs=2, freeze_layers=1, lr_mult=10.0, drop_rate=0.1,
+                           drop_path_rate=0.05, patience=3, grad_clip=1.0, accum_steps=4, seed=5, progressive_resize=True,
+                           channels_last=False, bf16=True)
+    assert _config(args) == expected
+    defaults = _config(_parser().parse_args(["train", "--out", "x"]))
+    assert defaults == TrainConfig()  # no flags: the engine's own defaults, auto LR and precision included
+    assert _parser().parse_args(["train", "--out", "x", "--freeze-backbone"]).strategy == "head"
 
 
 def test_lr_find_writes_json(folder, tmp_path):
