@@ -53,7 +53,7 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
             return ws.key, ws.key, *data.render(ws.dataset_or_builtin())
 
         loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
-        loaded.then(train_tab["restore_settings"], [key], train_tab["settings"], api_visibility="private").then(
+        loaded.then(train_tab["restore_settings"], [key], list(train_tab["settings"].values()), api_visibility="private").then(
             train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private"
         )
     return demo

@@ -250,6 +250,26 @@ def augment(x: torch.Tensor, preset: str, generator: torch.Generator) -> torch.T
     return x.clamp_(0.0, 1.0)
 
 
+def augmentation_preview(data: LabelledImages, preset: str, size: int, n: int = 4, copies: int = 3, seed: int = 0):
+    """`n` training images, each shown as decoded and then as `copies` augmented variants, exactly as the
+    training loop augments them. Returns [(uint8 H x W x 3 array, caption)]."""
+    if preset not in AUGMENTATIONS:
+        raise UserError(f"Augmentation must be one of {', '.join(AUGMENTATIONS)} (got {preset!r}).")
+    train, _ = split(data.labels, seed=seed)
+    picks = np.random.default_rng(seed).choice(train, size=min(n, len(train)), replace=False)
+    images, _ = decode(data, picks.tolist(), size)
+    originals = images.x.float().div(255.0)
+    generator = torch.Generator().manual_seed(seed)
+    variants = [augment(originals.clone(), preset, generator) for _ in range(copies)]
+    out = []
+    for i, label in enumerate(images.y.tolist()):
+        name = data.class_names[label]
+        for k, batch in enumerate([originals, *variants]):
+            array = (batch[i] * 255).round().byte().permute(1, 2, 0).numpy()
+            out.append((array, f"{name}: original" if k == 0 else f"{name}: {preset} #{k}"))
+    return out
+
+
 class Normalizer:
     """uint8 batch -> float batch normalised with the model's own mean/std, optionally channels_last."""
 

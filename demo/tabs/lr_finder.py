@@ -12,7 +12,7 @@ from engine.lr_finder import find
 STREAM_INTERVAL = 1.0
 
 
-def build(ctx: Context, key: gr.State, train_settings: list):
+def build(ctx: Context, key: gr.State, train_settings: dict):
     gr.Markdown("The range test trains briefly while raising the learning rate from tiny to huge, and records the "
                 "loss. Pick a rate where the loss still falls steeply, well before it shoots up. It uses the model, "
                 "strategy and sizes chosen on the **Train** tab, and leaves the model untouched.")
@@ -31,18 +31,19 @@ def build(ctx: Context, key: gr.State, train_settings: list):
     outputs = [key, status, plot, values, choice, use]
 
     @user_errors
-    def lr_find(model, weights, strategy, epochs, lr, batch_size, img_size, augment, start, end, n, key=None):
+    def lr_find(start, end, n, key=None, **settings):
         """Run the LR range test in the background and stream the curve."""
         ws = ctx.workspace(key)
         if not (isinstance(start, (int, float)) and isinstance(end, (int, float)) and 0 < start < end):
             raise UserError("Start LR must be positive and smaller than End LR.")
         job = ctx.jobs.latest(ws.key, "lr_find")
         if job is None or job.finished:
-            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
+            cfg = config_from(settings)
             job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
         yield from stream(ctx, ws.key, job)
 
-    run.click(lr_find, [*train_settings, start_lr, end_lr, steps, key], outputs, api_name="lr_find", concurrency_limit=None)
+    run.click(lr_find, [start_lr, end_lr, steps, key], outputs, inputs_kwargs=train_settings, api_name="lr_find",
+              concurrency_limit=None)
     return dict(choice=choice, use=use)
 
 

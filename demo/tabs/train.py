@@ -13,8 +13,10 @@ import gradio as gr
 
 from demo import plots
 from demo.context import Context, user_errors
+from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
+from engine.export import read_metrics, zip_model_folder
 from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
@@ -22,20 +24,48 @@ STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, chea
 
 def build(ctx: Context, key: gr.State):
     d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
+    base = TrainConfig()
+    s = {}  # TrainConfig field -> the component that sets it; the /train API takes them as keyword arguments
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown([e.name for e in models.CATALOG], value=d["model"], label="Model",
-                                allow_custom_value=True, info="Pick one, or type any timm model name")
-            weights = gr.Radio(["pretrained", "scratch"], value=d["weights"], label="Weights",
-                               info="Pretrained weights come from the Hub" + (" (offline here)" if ctx.offline else ""))
-            strategy = gr.Dropdown(["auto", *STRATEGIES], value="auto", label="Strategy",
-                                   info="auto: finetune with pretrained weights, full from scratch")
-            epochs = gr.Slider(1, 50, value=d["epochs"], step=1, label="Epochs")
-            lr = gr.Number(value=d["lr"], label="Learning rate", info="Run the LR finder to pick one", elem_id="train-lr")
+            s["model"] = gr.Dropdown([e.name for e in models.CATALOG], value=d["model"], label="Model",
+                                     allow_custom_value=True, info="Pick one, or type any timm model name")
+            s["weights"] = gr.Radio(["pretrained", "scratch"], value=d["weights"], label="Weights",
+                                    info="Pretrained weights come from the Hub" + (" (offline here)" if ctx.offline else ""))
+            s["strategy"] = gr.Dropdown(["auto", *STRATEGIES], value="auto", label="Strategy",
+                                        info="auto: finetune with pretrained weights, full from scratch")
+            s["epochs"] = gr.Slider(1, 50, value=d["epochs"], step=1, label="Epochs")
+            s["lr"] = gr.Number(value=d["lr"], label="Learning rate", elem_id="train-lr",
+                                info="Run the LR finder to pick one; empty: 1e-2 from scratch, 2e-3 pretrained")
             with gr.Accordion("Advanced", open=False):
-                batch_size = gr.Slider(8, 256, value=d["batch_size"], step=8, label="Batch size")
-                img_size = gr.Slider(32, 384, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
-                augment = gr.Radio(["none", "light", "standard"], value="light", label="Augmentation")
+                s["batch_size"] = gr.Slider(8, 256, value=d["batch_size"], step=8, label="Batch size")
+                s["img_size"] = gr.Slider(32, 384, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
+                s["progressive_resize"] = gr.Checkbox(base.progressive_resize, label="Progressive resizing",
+                                                      info="Start at half the size, finish at the full size")
+                s["val_fraction"] = gr.Slider(0.05, 0.5, value=base.val_fraction, step=0.05, label="Validation fraction")
+                s["augment"] = gr.Radio(["none", "light", "standard"], value=base.augment, label="Augmentation")
+                preview_btn = gr.Button("Preview augmentation", size="sm")
+                preview = gr.Gallery(label="Augmented samples (first column: as decoded)", columns=4, height=260,
+                                     object_fit="contain", visible=False, elem_id="augment-preview")
+                s["mixup"] = gr.Slider(0, 1, value=base.mixup, step=0.1, label="Mixup alpha", info="0 = off")
+                s["cutmix"] = gr.Slider(0, 1, value=base.cutmix, step=0.1, label="CutMix alpha", info="0 = off")
+                s["label_smoothing"] = gr.Slider(0, 0.3, value=base.label_smoothing, step=0.05, label="Label smoothing")
+                s["weight_decay"] = gr.Number(base.weight_decay, label="Weight decay (AdamW)")
+                s["freeze_epochs"] = gr.Slider(0, 5, value=base.freeze_epochs, step=1, label="Frozen epochs",
+                                               info="finetune: head-only epochs before unfreezing")
+                s["freeze_layers"] = gr.Slider(0, 8, value=base.freeze_layers, step=1, label="Frozen layer groups",
+                                               info="The first K layer groups never train")
+                s["lr_mult"] = gr.Number(base.lr_mult, label="Discriminative LR ratio",
+                                         info="finetune / progressive: the stem trains at LR / this")
+                s["drop_rate"] = gr.Slider(0, 0.5, value=base.drop_rate, step=0.05, label="Dropout before the classifier")
+                s["drop_path_rate"] = gr.Slider(0, 0.5, value=base.drop_path_rate, step=0.05, label="Drop path (stochastic depth)")
+                s["patience"] = gr.Slider(0, 10, value=base.patience, step=1, label="Early stopping patience",
+                                          info="Epochs without a better validation loss; 0 = off")
+                s["grad_clip"] = gr.Number(base.grad_clip, label="Gradient clipping (max norm, 0 = off)")
+                s["accum_steps"] = gr.Slider(1, 16, value=base.accum_steps, step=1, label="Gradient accumulation steps")
+                s["bf16"] = gr.Radio(list(TRISTATE), value="auto", label="bf16 autocast", info="auto: where the hardware supports it")
+                s["channels_last"] = gr.Radio(list(TRISTATE), value="auto", label="channels_last", info="auto: with bf16")
+                s["seed"] = gr.Number(base.seed, precision=0, label="Seed")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
@@ -44,19 +74,20 @@ def build(ctx: Context, key: gr.State):
             loss_plot = gr.LinePlot(plots.loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250)
             acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y="val accuracy %", title="Validation accuracy",
                                    height=200, y_lim=[0, 100])
+            results = gr.Markdown("", elem_id="train-results")
+            download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
-    settings = [model, weights, strategy, epochs, lr, batch_size, img_size, augment]
-    outputs = [key, status, loss_plot, acc_plot, log, start, stop]
+    outputs = [key, status, loss_plot, acc_plot, log, start, stop, results, download]
 
     @user_errors
-    def train(model, weights, strategy, epochs, lr, batch_size, img_size, augment, key=None):
+    def train(key=None, **settings):
         """Start training in the background (or re-attach to the run already going) and stream its progress."""
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
-            cfg = config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment)
+            cfg = config_from(settings)
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
-            ws.train_settings = [model, weights, strategy, epochs, lr, batch_size, img_size, augment]
+            ws.train_settings = dict(settings)
         yield from stream(ctx, ws.key, job)
 
     def stop_training(key=None):
@@ -66,10 +97,20 @@ def build(ctx: Context, key: gr.State):
             ctx.jobs.stop(job.id, ws.key)
         return gr.Button(interactive=False)
 
+    @user_errors
+    def preview_augmentation(augment, img_size, seed, key=None):
+        """A few training images as decoded, then as the chosen augmentation changes them."""
+        ws = ctx.workspace(key)
+        cfg = config_from(dict(augment=augment, img_size=img_size, seed=seed))
+        samples = data_lib.augmentation_preview(ws.dataset_or_builtin(), cfg.augment, cfg.img_size, seed=cfg.seed)
+        return gr.Gallery(value=samples, visible=True)
+
     # The streaming handler only waits on the job, so it needs no concurrency slot of its own: the job
     # manager is what limits how many trainings run at once.
-    start.click(train, [*settings, key], outputs, api_name="train", concurrency_limit=None)
+    start.click(train, [key], outputs, inputs_kwargs=s, api_name="train", concurrency_limit=None)
     stop.click(stop_training, [key], [stop], api_name="stop_training")
+    preview_btn.click(preview_augmentation, [s["augment"], s["img_size"], s["seed"], key], [preview],
+                      api_name="preview_augmentation")
 
     def reattach(key=None):
         """After a reload: show the workspace's latest training, live if it is still running."""
@@ -77,25 +118,50 @@ def build(ctx: Context, key: gr.State):
         job = ctx.jobs.latest(ws.key, "train")
         if job is None:
             yield (ws.key, "Not started.", plots.loss_frame([]), plots.accuracy_frame([]), "",
-                   gr.Button(interactive=True), gr.Button(interactive=False))
+                   gr.Button(interactive=True), gr.Button(interactive=False), "", gr.DownloadButton(visible=False))
             return
         yield from stream(ctx, ws.key, job)
 
     def restore_settings(key=None):
         """After a reload: show the settings of the run being re-attached, not the defaults."""
-        saved = ctx.workspace(key).train_settings
-        return saved if saved else [gr.update() for _ in settings]
+        saved = ctx.workspace(key).train_settings or {}
+        return [saved.get(name, gr.update()) for name in s]
 
-    return dict(settings=settings, outputs=outputs, lr=lr, reattach=reattach, restore_settings=restore_settings)
+    return dict(settings=s, outputs=outputs, lr=s["lr"], reattach=reattach, restore_settings=restore_settings)
 
 
-def config_from(model, weights, strategy, epochs, lr, batch_size, img_size, augment) -> TrainConfig:
+TRISTATE = {"auto": None, "on": True, "off": False}  # bf16 and channels_last: None lets the engine decide
+WHOLE = {"epochs", "batch_size", "img_size", "freeze_epochs", "freeze_layers", "patience", "accum_steps", "seed"}
+NUMBERS = {"lr", "val_fraction", "weight_decay", "label_smoothing", "mixup", "cutmix", "lr_mult", "drop_rate",
+           "drop_path_rate", "grad_clip"}
+
+
+def config_from(settings: dict) -> TrainConfig:
+    """The tab's values (keyed by TrainConfig field) as a checked TrainConfig; a UserError names a bad value."""
+    return preflight(TrainConfig.from_dict({name: _convert(name, value) for name, value in settings.items()}))
+
+
+def _convert(name: str, value):
+    label = name.replace("_", " ").capitalize()
+    if name in ("bf16", "channels_last"):
+        if value not in TRISTATE:
+            raise UserError(f"{label} must be auto, on or off (got {value!r}).")
+        return TRISTATE[value]
+    if name == "progressive_resize":
+        return bool(value)
+    if name not in WHOLE | NUMBERS:
+        return value
+    if name == "lr" and value in (None, ""):
+        return None  # empty: the engine's default for these weights
     try:
-        values = dict(model=model, weights=weights, strategy=strategy, epochs=int(epochs), lr=float(lr),
-                      batch_size=int(batch_size), img_size=int(img_size), augment=augment)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"Check the training settings: {exc}") from exc
-    return preflight(TrainConfig.from_dict(values))
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{label} must be a number (got {value!r}).") from None
+    if name in WHOLE:
+        if not number.is_integer():
+            raise UserError(f"{label} must be a whole number (got {value!r}).")
+        return int(number)
+    return number
 
 
 def run_training(ws, cfg: TrainConfig, stop):
@@ -105,6 +171,7 @@ def run_training(ws, cfg: TrainConfig, stop):
     for event in fit(prepared, cfg, str(out_dir), stop):
         if event.kind in ("finished", "stopped"):
             ws.set_model(event.model_dir)
+            zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
         yield event
 
 
@@ -164,6 +231,20 @@ def stream(ctx: Context, owner: str, job):
     for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
         for event in events:
             view.add(event)
+        done = job.finished and view.final is not None
         yield (owner, view.status(job, ctx.jobs.queue_position(job)), plots.loss_frame(view.losses),
                plots.accuracy_frame(view.history), "\n".join(view.log[-200:]),
-               gr.Button(interactive=job.finished), gr.Button(interactive=not job.finished))
+               gr.Button(interactive=job.finished), gr.Button(interactive=not job.finished),
+               final_metrics(view.final.model_dir) if done else "",
+               gr.DownloadButton(value=f"{view.final.model_dir}.zip", visible=True) if done else gr.DownloadButton(visible=False))
+
+
+def final_metrics(model_dir: str) -> str:
+    """The saved model's validation results as Markdown: overall, then one row per class."""
+    m = read_metrics(model_dir)
+    if not m:
+        return ""
+    rows = "\n".join(f"| {name} | {'n/a' if acc is None else f'{acc:.1%}'} |" for name, acc in m["per_class_accuracy"].items())
+    return (f"**Saved model** (epoch {m['best_epoch']}): validation accuracy **{m['val_accuracy']:.1%}**, "
+            f"loss {m['val_loss']:.3f}, on {m['num_val']} images; trained on {m['num_train']} in {m['seconds']:.0f} s. "
+            f"Weights: {m['weights']}\n\n| class | accuracy |\n|---|---|\n{rows}")

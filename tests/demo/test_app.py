@@ -1,5 +1,6 @@
 """The app driven through its public API with gradio_client, as a script or another program would."""
 import socket
+import zipfile
 
 import pytest
 from gradio_client import Client, handle_file
@@ -50,13 +51,16 @@ def test_load_train_predict(app_url, shape_png):
     c = client(app_url)
     summary, *_ = c.predict("builtin:shapes", api_name="/load_data")
     assert "900 images in 6 classes" in summary
-    status, loss, acc, log = c.submit(*TRAIN_ARGS.values(), api_name="/train").result(timeout=600)
+    status, loss, acc, log, results, download = c.submit(**TRAIN_ARGS, api_name="/train").result(timeout=600)
     assert "Finished" in status, status
     assert "Epoch 1:" in log
     columns = loss["columns"]
     real = [r for r in loss["data"] if isinstance(r[columns.index("loss")], float) and r[columns.index("loss")] == r[columns.index("loss")]]
     assert sum(r[columns.index("series")] == "train (per step)" for r in real) == 12  # 720 images / batch 64, per step
     assert sum(r[columns.index("series")] == "validation" for r in real) == 1
+    assert "| class | accuracy |" in results and all(f"| {name} |" in results for name in sample.CLASSES)
+    with zipfile.ZipFile(download["value"]) as z:  # a gr.DownloadButton update: visible, with the file
+        assert {"model.safetensors", "config.json", "metrics.json"} <= set(z.namelist())
     label, timing = c.predict(handle_file(shape_png), api_name="/predict")
     assert label["label"] in sample.CLASSES and len(label["confidences"]) == 5
     assert "ms" in timing
@@ -66,9 +70,16 @@ def test_lr_find_gives_suggestions(app_url):
     c = client(app_url)
     c.predict("builtin:shapes", api_name="/load_data")
     args = dict(TRAIN_ARGS, strategy="head")
-    status, plot, values, *_ = c.submit(*args.values(), 1e-6, 10.0, 60, api_name="/lr_find").result(timeout=600)
+    status, plot, values, *_ = c.submit(1e-6, 10.0, 60, **args, api_name="/lr_find").result(timeout=600)
     assert "Done" in status and plot is not None
     assert "valley" in values
+
+
+def test_augmentation_preview_shows_originals_and_variants(app_url):
+    images = client(app_url).predict("standard", 48, 0, api_name="/preview_augmentation")["value"]  # a gr.Gallery update
+    captions = [item["caption"] for item in images]
+    assert len(images) == 16 and sum(c.endswith(": original") for c in captions) == 4
+    assert all(c.split(":")[0] in sample.CLASSES for c in captions)
 
 
 def test_sessions_are_isolated(app_url, shape_png):
@@ -81,11 +92,13 @@ def test_sessions_are_isolated(app_url, shape_png):
     (dict(model="resnet81"), "Did you mean"),
     (dict(weights="pretrained"), "cannot reach"),
     (dict(lr=-1.0), "Learning rate must be"),
+    (dict(grad_clip=-1.0), "Gradient clipping must be"),
+    (dict(weight_decay=5.0), "Weight decay must be between 0 and 1"),
 ])
 def test_bad_training_settings_get_clear_messages(app_url, override, needle):
     c = client(app_url)
     with pytest.raises(AppError, match=needle):
-        c.submit(*dict(TRAIN_ARGS, **override).values(), api_name="/train").result(timeout=120)
+        c.submit(**dict(TRAIN_ARGS, **override), api_name="/train").result(timeout=120)
     assert "900 images" in c.predict("builtin:shapes", api_name="/load_data")[0]  # still serving
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,17 @@ def test_full_flow_in_browser(app, page, tmp_path):
                            ".filter(p => (p.getAttribute('d') || '').includes('L')).length >= 3", timeout=30_000)
     time.sleep(1)  # let the plots settle before the README screenshot
     readme_shot = shot("2-trained")
+    expect(page.locator("#train-results")).to_contain_text("validation accuracy")
+    expect(page.locator("#train-results table")).to_contain_text("circle")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the model folder (.zip)", exact=True).click()
+    zip_path = tmp_path / "model.zip"
+    download.value.save_as(zip_path)
+    with zipfile.ZipFile(zip_path) as z:
+        assert {"model.safetensors", "config.json", "metrics.json"} <= set(z.namelist())
+    page.get_by_text("Advanced", exact=True).click()
+    page.get_by_role("button", name="Preview augmentation", exact=True).click()
+    expect(page.locator("#augment-preview img").first).to_be_visible()
 
     # 3. LR finder with few steps; "Use this LR" jumps back to Train with the suggested rate.
     lr_before = page.locator("#train-lr input").input_value()

@@ -132,3 +132,14 @@ def test_augment_keeps_shape_and_range_and_is_seeded():
     assert a.shape == x.shape and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
     assert not torch.equal(a, x)
     assert torch.equal(data.augment(x, "none", torch.Generator()), x)
+
+
+def test_augmentation_preview_shows_what_training_sees(small_shapes):
+    plain = data.augmentation_preview(small_shapes, "none", 32, n=3, copies=2)
+    assert len(plain) == 9 and all(img.shape == (32, 32, 3) and img.dtype == np.uint8 for img, _ in plain)
+    assert all(np.array_equal(plain[i][0], plain[i + k][0]) for i in (0, 3, 6) for k in (1, 2))  # none: unchanged
+    moved = data.augmentation_preview(small_shapes, "standard", 32, n=3, copies=2)
+    assert [c for _, c in moved][:3] == [plain[0][1], plain[0][1].replace("original", "standard #1"), plain[0][1].replace("original", "standard #2")]
+    assert not any(np.array_equal(moved[i][0], moved[i + 1][0]) for i in (0, 3, 6))
+    with pytest.raises(UserError, match="Augmentation must be one of"):
+        data.augmentation_preview(small_shapes, "heavy", 32)
