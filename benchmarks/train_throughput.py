@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from arms import require_folder, run_arm  # noqa: E402
+
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before anything imports torchvision)
 
 
@@ -89,8 +89,7 @@ def main() -> None:
         runner = run_baseline if args.arm == "baseline" else run_snapfit
         print(json.dumps(runner(args.data, args.model, args.epochs, args.img_size, args.batch_size, args.workers)))
         return
-    if not Path(args.data).is_dir():
-        sys.exit(f"no such folder: {args.data} (pass --data PATH to a folder of class subfolders)")
+    require_folder(args.data)
     import torch
 
     print(f"{Path(args.data).name}: {args.model}, {args.img_size} px, batch {args.batch_size}, {args.epochs} epochs, "
@@ -98,12 +97,8 @@ def main() -> None:
     print(f"{'arm':<32}{'seconds':>9}{'images/s':>10}")
     rows = []
     for arm, workers in [("baseline", 0), ("baseline", 2), ("snapfit", 0)]:
-        cmd = [sys.executable, __file__, "--arm", arm, "--workers", str(workers), "--data", args.data, "--model", args.model,
-               "--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-        if out.returncode:
-            sys.exit(out.stderr)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = run_arm(__file__, "--arm", arm, "--workers", str(workers), "--data", args.data, "--model", args.model,
+                    "--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size))
         r["rate"] = r["images"] / r["seconds"]
         rows.append(r)
         print(f"{r['arm']:<32}{r['seconds']:>9.1f}{r['rate']:>10.1f}", flush=True)

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from arms import require_folder, run_arm  # noqa: E402
+
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before fastai imports torchvision)
 
 
@@ -64,8 +64,7 @@ def main() -> None:
         runner = run_fastai if args.arm == "fastai" else run_snapfit
         print(json.dumps(runner(args.data, args.epochs, args.img_size, args.batch_size, args.seeds[0])))
         return
-    if not Path(args.data).is_dir():
-        sys.exit(f"no such folder: {args.data} (pass --data PATH to a folder of class subfolders)")
+    require_folder(args.data)
     import torch
 
     print(f"{Path(args.data).name}: resnet18 from scratch, {args.img_size} px, {args.epochs} epochs, batch {args.batch_size}, "
@@ -74,12 +73,8 @@ def main() -> None:
     results = {"fastai": [], "snapfit": []}
     for seed in args.seeds:  # arms alternate, so a slow spell of the machine hits both
         for arm in results:
-            cmd = [sys.executable, __file__, "--arm", arm, "--data", args.data, "--epochs", str(args.epochs),
-                   "--img-size", str(args.img_size), "--batch-size", str(args.batch_size), "--seeds", str(seed)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-            if out.returncode:
-                sys.exit(out.stderr)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = run_arm(__file__, "--arm", arm, "--data", args.data, "--epochs", str(args.epochs), "--img-size", str(args.img_size),
+                        "--batch-size", str(args.batch_size), "--seeds", str(seed))
             results[arm].append(r)
             print(f"{r['arm']:<26}{seed:>5}{r['accuracy']:>13.1%}{r['seconds']:>10.1f}", flush=True)
     mean = {arm: {k: sum(r[k] for r in rs) / len(rs) for k in ("accuracy", "seconds")} for arm, rs in results.items()}
