@@ -56,6 +56,7 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
         loaded.then(train_tab["restore_settings"], [key], list(train_tab["settings"].values()), api_visibility="private").then(
             train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private"
         )
+        loaded.then(lr_tab["reattach"], [key], lr_tab["outputs"], api_visibility="private")
     return demo
 
 

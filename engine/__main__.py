@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="random initialisation (the default)")
         w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
         sp.add_argument("--out", required=True, help="output folder")
+        if name == "lr-find":
+            sp.add_argument("--start-lr", type=float, default=1e-7, help="first LR of the range test (default: %(default)s)")
+            sp.add_argument("--end-lr", type=float, default=10.0, help="last LR of the range test (default: %(default)s)")
+            sp.add_argument("--num-steps", type=int, default=100, help="steps, one batch each (default: %(default)s)")
         sp.set_defaults(func=func, weights="scratch")
     sp = sub.add_parser("predict", help="classify images with a model folder")
     sp.add_argument("--model-dir", required=True)
@@ -138,15 +142,19 @@ def cmd_train(args) -> int:
 
 def cmd_lr_find(args) -> int:
     from engine import data
-    from engine.lr_finder import find
+    from engine.lr_finder import check_range, find
+    from engine.lr_plot import save_png
 
+    check_range(args.start_lr, args.end_lr, args.num_steps)
     show, last, cfg = _Progress(), None, _config(args)
-    for last in find(data.load(args.data), cfg):
+    for last in find(data.load(args.data), cfg, args.start_lr, args.end_lr, args.num_steps):
         show(last)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(asdict(last)))
-    print(json.dumps(dict(suggestions=last.suggestions, message=last.message, file=str(out / "lr_find.json"))))
+    save_png(last, out / "lr_find.png")
+    print(json.dumps(dict(suggestions=last.suggestions, message=last.message, json=str(out / "lr_find.json"),
+                          png=str(out / "lr_find.png"))))
     return 0
 
 

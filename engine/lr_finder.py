@@ -2,7 +2,8 @@
 
 The test uses the same strategy and parameter groups as training (for `head` and the frozen phase of
 `finetune`, the classifier on cached features, so it takes seconds). Suggestions follow fastai's
-definitions, computed on the curve trimmed of its first tenth and last five points:
+definitions, computed on the curve trimmed as fastai trims it (the first tenth of the planned steps, the last
+five points):
   valley   the middle of the longest stretch where the loss keeps falling (fastai's default)
   steep    where the loss falls fastest
   minimum  the LR at the lowest loss, divided by 10
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from engine import data as data_lib
 from engine import models
+from engine.errors import UserError
 from engine.events import Log, LRFinished, LRStep, StopToken
 from engine.train import Session, TrainConfig, ensure_prepared, plan, preflight
 
@@ -34,11 +36,14 @@ def find(
     num_steps: int = 100,
     stop: StopToken | None = None,
     session: Session | None = None,
+    stop_div: bool = True,
 ) -> Iterator:
-    """Run the range test, yielding LRStep events, then one LRFinished with the curve and suggestions."""
+    """Run the range test, yielding LRStep events, then one LRFinished with the curve and suggestions.
+
+    `stop_div` (fastai's name): end the test once the smoothed loss exceeds 4x its minimum.
+    """
     cfg = preflight(cfg)
-    if not (0 < start_lr < end_lr) or num_steps < 5:
-        raise ValueError("need 0 < start_lr < end_lr and at least 5 steps")
+    check_range(start_lr, end_lr, num_steps)
     stop = stop or StopToken()
     t0 = time.perf_counter()
     if session is None:
@@ -46,14 +51,25 @@ def find(
         session = Session(prepared, cfg)
     saved = _snapshot(session.model)
     try:
-        lrs, losses = yield from _range_test(session, cfg, start_lr, end_lr, num_steps, stop)
+        lrs, losses = yield from _range_test(session, cfg, start_lr, end_lr, num_steps, stop, stop_div)
     finally:
         _restore(session.model, saved)
     smoothed = smooth(losses)
-    suggestions, message = suggest(lrs, smoothed)
+    suggestions, message = suggest(lrs, smoothed, num_steps)
     if "vit" in cfg.model.lower() or "eva" in cfg.model.lower():
         message = (message + " " + VIT_NOTE).strip()
     yield LRFinished(lrs, losses, smoothed, suggestions, message, stop.stopped, time.perf_counter() - t0)
+
+
+def check_range(start_lr: float, end_lr: float, num_steps: int) -> None:
+    if not (_finite(start_lr) and _finite(end_lr) and 0 < start_lr < end_lr):
+        raise UserError(f"The start LR must be positive and below the end LR (got {start_lr} to {end_lr}).")
+    if not (isinstance(num_steps, int) and 10 <= num_steps <= 1000):
+        raise UserError(f"The range test needs 10 to 1000 steps (got {num_steps}).")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _snapshot(model: torch.nn.Module) -> dict:
@@ -73,7 +89,8 @@ def _restore(model: torch.nn.Module, saved: dict) -> None:
     model.train(saved["training"])
 
 
-def _range_test(session: Session, cfg: TrainConfig, start_lr: float, end_lr: float, num_steps: int, stop: StopToken):
+def _range_test(session: Session, cfg: TrainConfig, start_lr: float, end_lr: float, num_steps: int, stop: StopToken,
+                stop_div: bool):
     phase = plan(cfg)[0]
     model = session.model
     if phase.on_features:
@@ -104,7 +121,7 @@ def _range_test(session: Session, cfg: TrainConfig, start_lr: float, end_lr: flo
         smoothed = avg / (1 - 0.98 ** (i + 1))
         yield LRStep(i + 1, num_steps, lr, loss, smoothed)
         best = min(best, smoothed)
-        if not math.isfinite(smoothed) or smoothed > 4 * best or stop.stopped:
+        if stop.stopped or (stop_div and (not math.isfinite(smoothed) or smoothed > 4 * best)):
             break  # diverged: the rest of the curve says nothing new
     return lrs, losses
 
@@ -148,13 +165,16 @@ def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
     return out
 
 
-def suggest(lrs: list[float], losses: list[float]) -> tuple[dict[str, float], str]:
-    """fastai's four suggestions on the trimmed curve; an empty dict and a reason when the curve can't tell."""
+def suggest(lrs: list[float], losses: list[float], num_steps: int | None = None) -> tuple[dict[str, float], str]:
+    """fastai's four suggestions on the trimmed curve; an empty dict and a reason when the curve can't tell.
+
+    `num_steps`: the steps planned (fastai trims a tenth of those, even when the test stopped early).
+    """
     finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
     if finite:
         lrs, losses = lrs[: finite[-1] + 1], losses[: finite[-1] + 1]
     n = len(losses)
-    lo, hi = n // 10, n - 5
+    lo, hi = (num_steps or n) // 10, n - 5
     if hi - lo < 8:
         return {}, f"The curve is too short ({n} points) to suggest a learning rate: run more steps or widen the LR range."
     lrs_t, losses_t = np.asarray(lrs[lo:hi]), np.asarray(losses[lo:hi])

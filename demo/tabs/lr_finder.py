@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import plots
 from demo.context import Context, user_errors
 from demo.tabs.train import config_from
 from engine.errors import UserError
-from engine.lr_finder import find
+from engine.lr_finder import check_range, find
+from engine.lr_plot import lr_curve
 
 STREAM_INTERVAL = 1.0
 
@@ -21,30 +21,51 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
             start_lr = gr.Number(value=1e-7, label="Start LR")
             end_lr = gr.Number(value=10.0, label="End LR")
             steps = gr.Slider(20, 300, value=100, step=10, label="Steps")
-            run = gr.Button("Run LR finder", variant="primary")
+            with gr.Row():
+                run = gr.Button("Run LR finder", variant="primary")
+                stop = gr.Button("Stop", variant="stop", interactive=False)
             choice = gr.Radio([], label="Suggestion to use", elem_id="lr-choice")
             use = gr.Button("Use this LR", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown("Not run yet.", elem_id="lr-status")
             plot = gr.Plot(label="Loss vs learning rate")
             values = gr.Markdown("", elem_id="lr-values")
-    outputs = [key, status, plot, values, choice, use]
+    outputs = [key, status, plot, values, choice, use, run, stop]
 
     @user_errors
     def lr_find(start, end, n, key=None, **settings):
         """Run the LR range test in the background and stream the curve."""
         ws = ctx.workspace(key)
-        if not (isinstance(start, (int, float)) and isinstance(end, (int, float)) and 0 < start < end):
-            raise UserError("Start LR must be positive and smaller than End LR.")
         job = ctx.jobs.latest(ws.key, "lr_find")
         if job is None or job.finished:
+            if start is None or end is None:
+                raise UserError("Fill in both the start and the end LR.")
+            check_range(float(start), float(end), int(n))
             cfg = config_from(settings)
             job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
         yield from stream(ctx, ws.key, job)
 
+    def stop_finder(key=None):
+        ws = ctx.workspace(key)
+        job = ctx.jobs.latest(ws.key, "lr_find")
+        if job is not None and not job.finished:
+            ctx.jobs.stop(job.id, ws.key)
+        return gr.Button(interactive=False)
+
     run.click(lr_find, [start_lr, end_lr, steps, key], outputs, inputs_kwargs=train_settings, api_name="lr_find",
               concurrency_limit=None)
-    return dict(choice=choice, use=use)
+    stop.click(stop_finder, [key], [stop], api_name="stop_lr_find")
+
+    def reattach(key=None):
+        """After a reload: show the workspace's latest range test, live if it is still running."""
+        ws = ctx.workspace(key)
+        job = ctx.jobs.latest(ws.key, "lr_find")
+        if job is None:
+            yield ws.key, *(gr.update() for _ in outputs[1:])
+            return
+        yield from stream(ctx, ws.key, job)
+
+    return dict(choice=choice, use=use, outputs=outputs, reattach=reattach)
 
 
 def run_finder(ws, cfg, start, end, n, stop):
@@ -64,19 +85,21 @@ def stream(ctx: Context, owner: str, job):
 
 
 def render(ctx, owner, job, lrs, losses, smoothed, result):
+    buttons = (gr.Button(interactive=job.finished), gr.Button(interactive=not job.finished))  # Run, Stop
     if job.status == "failed":
-        return owner, f"LR finder failed: {job.error}", None, "", gr.Radio(choices=[]), gr.Button(interactive=False)
+        return owner, f"LR finder failed: {job.error}", None, "", gr.Radio(choices=[]), gr.Button(interactive=False), *buttons
     if job.status == "queued":
         return (owner, f"Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", None, "",
-                gr.Radio(choices=[]), gr.Button(interactive=False))
+                gr.Radio(choices=[]), gr.Button(interactive=False), *buttons)
     if result is None:
-        fig = plots.lr_curve(lrs, losses, smoothed, {}) if lrs else None
-        return owner, f"Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]), gr.Button(interactive=False)
-    fig = plots.lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions)
+        fig = lr_curve(lrs, losses, smoothed, {}) if lrs else None
+        return (owner, f"Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]),
+                gr.Button(interactive=False), *buttons)
+    fig = lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions)
     text = "\n".join(f"- **{name}**: {value:.2e}" for name, value in result.suggestions.items())
     if result.message:
         text += f"\n\n{result.message}"
     choices = [(f"{name}: {value:.2e}", f"{value:.6g}") for name, value in result.suggestions.items()]
     done = "Done" if not result.stopped else "Stopped"
     return (owner, f"{done} in {result.seconds:.1f} s ({len(result.lrs)} steps). Suggested learning rates:", fig, text,
-            gr.Radio(choices=choices, value=choices[0][1] if choices else None), gr.Button(interactive=bool(choices)))
+            gr.Radio(choices=choices, value=choices[0][1] if choices else None), gr.Button(interactive=bool(choices)), *buttons)

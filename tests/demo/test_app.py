@@ -1,5 +1,6 @@
 """The app driven through its public API with gradio_client, as a script or another program would."""
 import socket
+import time
 import zipfile
 
 import pytest
@@ -80,6 +81,19 @@ def test_augmentation_preview_shows_originals_and_variants(app_url):
     captions = [item["caption"] for item in images]
     assert len(images) == 16 and sum(c.endswith(": original") for c in captions) == 4
     assert all(c.split(":")[0] in sample.CLASSES for c in captions)
+
+
+def test_lr_finder_can_be_stopped(app_url):
+    c = client(app_url)
+    job = c.submit(1e-7, 10.0, 300, **dict(TRAIN_ARGS, strategy="full"), api_name="/lr_find")
+    deadline = time.monotonic() + 120
+    while not any("Range test: step" in str(out[0]) and "step 0 " not in str(out[0]) for out in job.outputs()):
+        assert time.monotonic() < deadline and not job.done(), "the range test never started"
+        time.sleep(0.2)
+    c.predict(api_name="/stop_lr_find")
+    status, _, values, *_ = job.result(timeout=120)
+    assert status.startswith("Stopped"), status
+    assert int(status.split("(")[1].split()[0]) < 300
 
 
 def test_sessions_are_isolated(app_url, shape_png):

@@ -98,12 +98,16 @@ def test_every_training_option_has_a_flag():
     assert _parser().parse_args(["train", "--out", "x", "--freeze-backbone"]).strategy == "head"
 
 
-def test_lr_find_writes_json(folder, tmp_path):
+def test_lr_find_writes_json_and_png(folder, tmp_path):
     r = cli("lr-find", "--data", str(folder), "--model", "resnet10t", "--strategy", "head", "--img-size", "32",
-            "--out", str(tmp_path))
+            "--start-lr", "1e-5", "--end-lr", "100", "--num-steps", "60", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "lr_find.json").read_text())
-    assert len(saved["lrs"]) == len(saved["losses"]) > 10
+    assert len(saved["lrs"]) == len(saved["losses"]) > 10 and saved["lrs"][0] == pytest.approx(1e-5)
+    printed = json.loads(r.stdout.strip().splitlines()[-1])
+    assert printed["suggestions"] == saved["suggestions"] and "valley" in saved["suggestions"]
+    png = (tmp_path / "lr_find.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a real figure, not an empty canvas
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -112,6 +116,8 @@ def test_lr_find_writes_json(folder, tmp_path):
     (["train", "--epochs", "0", "--out", "x"], "Epochs must be"),
     (["train", "--pretrained", "--out", "x"], "cannot reach"),
     (["predict", "--model-dir", "/nope", "img.png"], "not a Snapfit model folder"),
+    (["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", "x"], "start LR must be positive and below the end LR"),
+    (["lr-find", "--num-steps", "3", "--out", "x"], "10 to 1000 steps"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle):
     r = cli(*args)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from engine.errors import UserError
+from engine.events import StopToken
 from engine.lr_finder import find, smooth, suggest
 from engine.train import Session, TrainConfig, prepare
 
@@ -30,6 +32,32 @@ def test_lrs_rise_exponentially_and_stop_on_divergence(small_shapes):
     ratios = np.diff(np.log(result.lrs))
     assert np.allclose(ratios, ratios[0])
     assert len(result.lrs) < 200  # the loss blew up well before 1e4 and the test stopped early
+
+
+def test_without_stop_div_every_step_runs(small_shapes):
+    cfg = TrainConfig(model="resnet10t", strategy="head", img_size=32, batch_size=16)
+    result = list(find(small_shapes, cfg, start_lr=1e-5, end_lr=1e4, num_steps=40, stop_div=False))[-1]
+    assert len(result.lrs) == 40 and result.lrs[-1] == pytest.approx(1e4)
+
+
+def test_stop_ends_the_test_within_one_step_and_restores(small_shapes):
+    cfg = TrainConfig(model="resnet10t", strategy="full", img_size=32, batch_size=16)
+    session = Session(prepare(small_shapes, 32), cfg)
+    before = {k: v.clone() for k, v in session.model.state_dict().items()}
+    stop, events = StopToken(), []
+    for event in find(None, cfg, num_steps=100, stop=stop, session=session):
+        events.append(event)
+        if event.kind == "lr_step" and event.step == 12:
+            stop.stop()
+    assert events[-1].stopped and len(events[-1].lrs) == 12
+    assert all(torch.equal(before[k], v) for k, v in session.model.state_dict().items())
+
+
+@pytest.mark.parametrize("start,end,steps,needle", [(1.0, 0.1, 100, "below the end LR"), (0.0, 1.0, 100, "positive"),
+                                                    (1e-7, 10.0, 3, "10 to 1000 steps")])
+def test_bad_ranges_are_clear_errors(small_shapes, start, end, steps, needle):
+    with pytest.raises(UserError, match=needle):
+        list(find(small_shapes, TrainConfig(model="resnet10t"), start, end, steps))
 
 
 def test_suggestions_on_a_known_curve():
