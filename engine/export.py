@@ -22,10 +22,12 @@ REQUIRED = ("model.safetensors", "config.json")
 
 
 def save_model_folder(
-    model: torch.nn.Module, out_dir: str | Path, class_names: list[str], data_config: dict, metrics: dict
+    model: torch.nn.Module, out_dir: str | Path, class_names: list[str], data_config: dict, metrics: dict,
+    model_args: dict | None = None,
 ) -> Path:
     """Write the folder atomically: build it beside the target, then rename, so a crash never leaves a
-    half-written folder that looks complete."""
+    half-written folder that looks complete. `model_args`: extra constructor arguments timm needs to rebuild
+    the model (a ViT's img_size)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -36,7 +38,7 @@ def save_model_folder(
         model.cpu() if next(model.parameters()).device.type != "cpu" else model,
         tmp,
         model_config=dict(label_names=list(class_names)),
-        model_args=dict(num_classes=len(class_names)),
+        model_args=dict(num_classes=len(class_names), **(model_args or {})),
         safe_serialization=True,
         data_config=data_config,
     )

@@ -86,16 +86,23 @@ def create(
     weights: str = "scratch",
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
+    img_size: int | None = None,
 ) -> tuple[torch.nn.Module, LoadReport]:
-    """Build `name` with a fresh `num_classes` head and weights from the Hub, a local file, or nowhere."""
+    """Build `name` with a fresh `num_classes` head and weights from the Hub, a local file, or nowhere.
+
+    `img_size` reaches the models whose constructor takes it (ViTs and their kin are built for one input size;
+    timm resamples their pretrained position embeddings to it); the others run at any size anyway.
+    """
     name = check_name(name)
     kwargs = dict(num_classes=num_classes, drop_rate=drop_rate)
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
+    if img_size:
+        kwargs["img_size"] = img_size
     if weights == "pretrained":
         return _create_pretrained(name, kwargs)
     try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        model = _timm_create(name, False, kwargs)
     except TypeError as exc:  # e.g. drop_path_rate on a model without stochastic depth
         raise UserError(f"{name} does not accept one of the options given: {exc}") from exc
     except OSError as exc:
@@ -103,6 +110,36 @@ def create(
     if weights in ("scratch", "", None):
         return model, LoadReport("scratch")
     return model, load_weights_file(model, weights)
+
+
+def _timm_create(name: str, pretrained: bool, kwargs: dict) -> torch.nn.Module:
+    """timm.create_model, dropping `img_size` for models that do not take it (timm has no way to ask first)."""
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        if "img_size" not in kwargs or "img_size" not in str(exc):
+            raise
+        return timm.create_model(name, pretrained=pretrained, **{k: v for k, v in kwargs.items() if k != "img_size"})
+
+
+def size_args(model: torch.nn.Module) -> dict:
+    """Constructor arguments fixing the input size (ViT-style models), so a saved model is rebuilt at the size
+    it was trained at; empty for models that take any size."""
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    return {"img_size": list(img_size)} if img_size else {}
+
+
+def check_input_size(model: torch.nn.Module, name: str, size: int) -> None:
+    """One blank image through the model, so a size it cannot take is a clear message before training starts."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        native = model.pretrained_cfg.get("input_size", (3, 224, 224))[-1] if hasattr(model, "pretrained_cfg") else 224
+        raise UserError(f"{name} cannot take {size} px images ({exc}). Try another image size, such as its native {native} px.") from exc
+    finally:
+        model.train(was_training)
 
 
 def check_pretrained_reachable(name: str) -> None:
@@ -117,7 +154,7 @@ def check_pretrained_reachable(name: str) -> None:
 def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
     check_pretrained_reachable(name)
     try:
-        model = timm.create_model(name, pretrained=True, **kwargs)
+        model = _timm_create(name, True, kwargs)
     except RuntimeError as exc:
         if "No pretrained weights" in str(exc):
             raise UserError(f"timm has no pretrained weights for {name}; choose scratch or another model.") from exc

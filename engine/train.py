@@ -190,8 +190,11 @@ class Session:
         self.cfg, self.prepared = cfg, prepared
         self.device = device_for()
         if model is None:
-            model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate)
+            model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate,
+                                          prepared.img_size)
         self.model, self.report = model.to(self.device), report
+        for size in {prepared.img_size, _epoch_size(cfg, prepared.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
+            models.check_input_size(self.model, cfg.model, size)
         self.bf16 = use_bf16(cfg, self.device)
         self.channels_last = self.bf16 if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
@@ -507,4 +510,4 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         threads=torch.get_num_threads(),
         pid=os.getpid(),
     )
-    return save_model_folder(session.model, out_dir, names, session.data_config, metrics)
+    return save_model_folder(session.model, out_dir, names, session.data_config, metrics, models.size_args(session.model))

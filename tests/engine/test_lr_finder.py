@@ -6,7 +6,7 @@ import torch
 
 from engine.errors import UserError
 from engine.events import StopToken
-from engine.lr_finder import find, smooth, suggest
+from engine.lr_finder import VIT_NOTE, find, smooth, suggest
 from engine.train import Session, TrainConfig, prepare
 
 
@@ -83,3 +83,9 @@ def test_short_or_flat_curves_get_a_message_not_a_number():
 def test_smoothing_is_debiased():
     assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
     assert smooth([1.0, float("nan")])[1] == math.inf
+
+
+def test_vision_transformers_get_the_note(small_shapes):
+    cfg = TrainConfig(model="vit_tiny_patch16_224", strategy="head", img_size=32, batch_size=16)
+    result = list(find(small_shapes, cfg, num_steps=30))[-1]
+    assert VIT_NOTE in result.message

@@ -96,3 +96,19 @@ def test_bad_config_is_a_clear_error():
         TrainConfig(lr=float("nan")).checked()
     with pytest.raises(UserError, match="Unknown training option"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_a_vit_trains_at_a_small_size_and_reloads_at_it(small_shapes, tmp_path):
+    """ViTs are built for one input size: the size is passed on at creation and saved for timm to rebuild."""
+    cfg = TrainConfig(model="vit_tiny_patch16_224", epochs=1, img_size=32, batch_size=16)
+    _, last = run(small_shapes, cfg, tmp_path / "vit")
+    assert last.kind == "finished"
+    model = timm.create_model(f"local-dir:{tmp_path / 'vit'}", pretrained=True).eval()
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    assert len(Predictor.from_folder(tmp_path / "vit").predict(small_shapes.images[:2])) == 2
+
+
+def test_a_size_the_model_cannot_take_is_a_clear_error():
+    model, _ = models.create("vit_tiny_patch16_224", 3)  # built for 224 px only
+    with pytest.raises(UserError, match="cannot take 32 px images.*native 224 px"):
+        models.check_input_size(model, "vit_tiny_patch16_224", 32)
