@@ -22,6 +22,13 @@ class Context:
     def workspace(self, key) -> Workspace:
         return self.workspaces.get(key)
 
+    def stop_latest(self, key, kind: str) -> None:
+        """Ask the workspace's running job of this kind to stop (it ends after its current step)."""
+        ws = self.workspace(key)
+        job = self.jobs.latest(ws.key, kind)
+        if job is not None and not job.finished:
+            self.jobs.stop(job.id, ws.key)
+
     def follow(self, owner: str, job, interval: float):
         """A job's new events and latest state, at most once per `interval` seconds (always the final state).
 

@@ -46,10 +46,7 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
         yield from stream(ctx, ws.key, job)
 
     def stop_finder(key=None):
-        ws = ctx.workspace(key)
-        job = ctx.jobs.latest(ws.key, "lr_find")
-        if job is not None and not job.finished:
-            ctx.jobs.stop(job.id, ws.key)
+        ctx.stop_latest(key, "lr_find")
         return gr.Button(interactive=False)
 
     run.click(lr_find, [start_lr, end_lr, steps, key], outputs, inputs_kwargs=train_settings, api_name="lr_find",

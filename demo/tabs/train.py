@@ -91,10 +91,7 @@ def build(ctx: Context, key: gr.State):
         yield from stream(ctx, ws.key, job)
 
     def stop_training(key=None):
-        ws = ctx.workspace(key)
-        job = ctx.jobs.latest(ws.key, "train")
-        if job is not None and not job.finished:
-            ctx.jobs.stop(job.id, ws.key)
+        ctx.stop_latest(key, "train")
         return gr.Button(interactive=False)
 
     @user_errors
