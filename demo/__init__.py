@@ -1,6 +1,6 @@
 """Snapfit's Gradio UI. It imports the engine and holds no training math.
 
-`build_demo()` assembles four tabs (Data, Train, LR finder, Classify) around one per-session key and one
+`build_demo()` assembles five tabs (Data, Train, LR finder, Evaluate, Classify) around one per-session key and one
 server-wide job manager. See demo/workspace.py for why the key lives both in gr.State and gr.BrowserState.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import gradio as gr
 
 from demo.context import Context
 from demo.jobs import JobManager
-from demo.tabs import classify, data, lr_finder, train
+from demo.tabs import classify, data, evaluate, lr_finder, train
 from demo.workspace import Workspaces
 from engine import hub
 
@@ -37,8 +37,10 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
                 train_tab = train.build(ctx, key)
             with gr.Tab("LR finder", id="lr_finder"):
                 lr_tab = lr_finder.build(ctx, key, train_tab["settings"])
-            with gr.Tab("Classify", id="classify"):
-                classify.build(ctx, key)
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate.build(ctx, key)
+            with gr.Tab("Classify", id="classify") as classify_tab:
+                classify.build(ctx, key, classify_tab)
 
         def use_lr(choice):
             if not choice:

@@ -1,4 +1,4 @@
-"""Data frames for Gradio's native plots, built from engine results (the LR figure is engine/lr_plot.py)."""
+"""Data frames for Gradio's native plots, built from engine results (matplotlib figures are in engine/figures.py)."""
 from __future__ import annotations
 
 import pandas as pd

@@ -29,13 +29,15 @@ class Workspace:
     prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared: see decoded()
     model_dir: Path | None = None
     predictor: Predictor | None = None
-    train_settings: list | None = None  # the Train tab's values of the latest run, restored after a reload
+    train_settings: dict | None = None  # the Train tab's values of the latest run, restored after a reload
+    model_split: tuple[float, int] = (0.2, 0)  # (val_fraction, seed) the model was trained with: its validation images
+    evaluation: dict | None = None  # the latest evaluation, with its images (see demo/tabs/evaluate.py)
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_dataset(self, dataset: LabelledImages) -> None:
         with self.lock:
-            self.dataset, self.prepared = dataset, {}
+            self.dataset, self.prepared, self.evaluation = dataset, {}, None
 
     def dataset_or_builtin(self) -> LabelledImages:
         """The chosen dataset, or the built-in shapes when none was chosen (the app's default)."""
@@ -51,9 +53,9 @@ class Workspace:
             self.prepared[key] = yield from ensure_prepared(self.dataset_or_builtin(), cfg)
         return self.prepared[key]
 
-    def set_model(self, model_dir: str | Path) -> None:
+    def set_model(self, model_dir: str | Path, split: tuple[float, int] = (0.2, 0)) -> None:
         with self.lock:
-            self.model_dir, self.predictor = Path(model_dir), None
+            self.model_dir, self.predictor, self.model_split, self.evaluation = Path(model_dir), None, split, None
 
     def get_predictor(self) -> Predictor | None:
         with self.lock:

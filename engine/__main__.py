@@ -93,11 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("predict", help="classify images with a model folder")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--tta", action="store_true", help="average with the mirror image (test-time augmentation)")
     sp.add_argument("images", nargs="+")
     sp.set_defaults(func=cmd_predict)
-    sp = sub.add_parser("eval", help="accuracy of a model folder on a labelled dataset")
+    sp = sub.add_parser("eval", help="evaluate a model folder on a labelled dataset (prints and writes metrics JSON)")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--data", required=True)
+    sp.add_argument("--out", help="metrics file to write (default: MODEL_DIR/eval.json)")
     sp.set_defaults(func=cmd_eval)
     return p
 
@@ -142,8 +144,8 @@ def cmd_train(args) -> int:
 
 def cmd_lr_find(args) -> int:
     from engine import data
+    from engine.figures import lr_curve
     from engine.lr_finder import check_range, find
-    from engine.lr_plot import save_png
 
     check_range(args.start_lr, args.end_lr, args.num_steps)
     show, last, cfg = _Progress(), None, _config(args)
@@ -152,7 +154,7 @@ def cmd_lr_find(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lr_find.json").write_text(json.dumps(asdict(last)))
-    save_png(last, out / "lr_find.png")
+    lr_curve(last.lrs, last.losses, last.smoothed, last.suggestions).savefig(out / "lr_find.png")
     print(json.dumps(dict(suggestions=last.suggestions, message=last.message, json=str(out / "lr_find.json"),
                           png=str(out / "lr_find.png"))))
     return 0
@@ -163,33 +165,30 @@ def cmd_predict(args) -> int:
 
     predictor = Predictor.from_folder(args.model_dir)
     for path in args.images:
-        print(json.dumps(dict(image=path, top_k=predictor.predict([path], args.top_k)[0])))
+        print(json.dumps(dict(image=path, top_k=predictor.predict([path], args.top_k, args.tta)[0])))
     return 0
 
 
 def cmd_eval(args) -> int:
-    import torch
-
     from engine import data
-    from engine.evaluate import confusion_matrix, per_class_accuracy
+    from engine.errors import UserError
+    from engine.evaluate import evaluate
     from engine.predict import Predictor
 
     predictor = Predictor.from_folder(args.model_dir)
     dataset = data.load(args.data)
-    mapping = {name: predictor.class_names.index(name) for name in dataset.class_names if name in predictor.class_names}
-    keep = [i for i, y in enumerate(dataset.labels) if dataset.class_names[y] in mapping]
-    preds = []
-    for start in range(0, len(keep), 64):
-        chunk = [dataset.images[i] for i in keep[start : start + 64]]
-        preds.append(predictor.probabilities(chunk).argmax(1))
-    y_pred = torch.cat(preds)
-    y_true = torch.tensor([mapping[dataset.class_names[dataset.labels[i]]] for i in keep])
-    result = dict(
-        accuracy=float((y_pred == y_true).float().mean()),
-        num_images=len(keep),
-        per_class_accuracy=per_class_accuracy(y_true, y_pred, predictor.class_names),
-        confusion_matrix=confusion_matrix(y_true, y_pred, len(predictor.class_names)).tolist(),
-    )
+    names = predictor.class_names
+    keep = [i for i, y in enumerate(dataset.labels) if dataset.class_names[y] in names]
+    if not keep:
+        raise UserError(f"None of the classes in {args.data} ({', '.join(dataset.class_names)}) are classes of this model.")
+    labels = [names.index(dataset.class_names[dataset.labels[i]]) for i in keep]
+    result = evaluate(predictor, [dataset.images[i] for i in keep], labels, names)
+    for item in result["top_losses"]:  # name the file, not just its position in the list evaluated
+        image = dataset.images[keep[item["index"]]]
+        item["image"] = image if isinstance(image, str) else f"item {keep[item['index']]}"
+    result["skipped_images"] = len(dataset) - len(keep)
+    out = Path(args.out) if args.out else Path(args.model_dir) / "eval.json"
+    out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
 

@@ -1,7 +1,9 @@
-"""Metrics from predictions: accuracy, per-class accuracy, the confusion matrix."""
+"""Metrics from predictions: accuracy, per-class precision/recall/F1, the confusion matrix, top losses and the
+most-confused class pairs. `evaluate()` runs a Predictor over labelled images and gathers all of them."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -17,3 +19,47 @@ def per_class_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor, class_names: 
     return {
         name: (float(cm[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
     }
+
+
+def per_class_scores(cm: torch.Tensor, class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and support of every class (None where a ratio has nothing to divide by)."""
+    rows = []
+    for i, name in enumerate(class_names):
+        tp, actual, predicted = int(cm[i, i]), int(cm[i].sum()), int(cm[:, i].sum())
+        precision = tp / predicted if predicted else None
+        recall = tp / actual if actual else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if actual else None)
+        rows.append(dict(name=name, precision=precision, recall=recall, f1=f1, support=actual))
+    return rows
+
+
+def most_confused(cm: torch.Tensor, class_names: list[str], limit: int = 10) -> list[dict]:
+    """Off-diagonal cells, largest first: (actual, predicted, count), as fastai's most_confused."""
+    pairs = [(int(cm[a, p]), a, p) for a in range(len(class_names)) for p in range(len(class_names)) if a != p and cm[a, p]]
+    pairs.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [dict(actual=class_names[a], predicted=class_names[p], count=n) for n, a, p in pairs[:limit]]
+
+
+def summarize(y_true: torch.Tensor, probs: torch.Tensor, class_names: list[str], top_losses: int = 16) -> dict:
+    """Every metric of a labelled split from the predicted probabilities (N x classes)."""
+    y_pred = probs.argmax(1)
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    losses = F.nll_loss(probs.clamp_min(1e-12).log(), y_true, reduction="none")
+    order = losses.argsort(descending=True)[:top_losses].tolist()
+    return dict(
+        accuracy=float((y_pred == y_true).float().mean()),
+        num_images=len(y_true),
+        per_class=per_class_scores(cm, class_names),
+        confusion_matrix=cm.tolist(),
+        class_names=list(class_names),
+        most_confused=most_confused(cm, class_names),
+        predictions=y_pred.tolist(),  # per image, in input order: what the confusion matrix counts
+        top_losses=[dict(index=i, actual=class_names[int(y_true[i])], predicted=class_names[int(y_pred[i])],
+                         p_actual=float(probs[i, y_true[i]]), loss=float(losses[i])) for i in order],
+    )
+
+
+def evaluate(predictor, images: list, labels: list[int], class_names: list[str], batch_size: int = 64) -> dict:
+    """Run `predictor` over labelled images whose labels index `class_names` (the predictor's own classes)."""
+    probs = torch.cat([predictor.probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return summarize(torch.as_tensor(labels, dtype=torch.long), probs, class_names)

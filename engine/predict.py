@@ -1,10 +1,13 @@
-"""Predictor: class probabilities for new images from a model folder."""
+"""Predictor: class probabilities for new images from a model folder, with optional test-time augmentation
+(the image and its mirror image, averaged) and a Grad-CAM heatmap for CNNs."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from engine import data as data_lib
@@ -41,15 +44,38 @@ class Predictor:
         return torch.from_numpy(arr).permute(2, 0, 1)
 
     @torch.no_grad()
-    def probabilities(self, images: list) -> torch.Tensor:
-        x = torch.stack([self.tensor(im) for im in images])
-        return self.model(self.normalize(x)).float().softmax(1)
+    def probabilities(self, images: list, tta: bool = False) -> torch.Tensor:
+        x = self.normalize(torch.stack([self.tensor(im) for im in images]))
+        probs = self.model(x).float().softmax(1)
+        if tta:  # flip TTA: average with the mirror image (the light/standard augmentations flip too)
+            probs = (probs + self.model(x.flip(3)).float().softmax(1)) / 2
+        return probs
 
-    def predict(self, images: list, top_k: int = 5) -> list[dict[str, float]]:
+    def predict(self, images: list, top_k: int = 5, tta: bool = False) -> list[dict[str, float]]:
         """One {class: probability} dict per image, highest first, at most top_k entries."""
-        probs = self.probabilities(images)
+        probs = self.probabilities(images, tta)
         k = max(1, min(int(top_k), len(self.class_names)))
         values, indices = probs.topk(k, dim=1)
         return [
             {self.class_names[i]: float(v) for v, i in zip(vs.tolist(), ix.tolist())} for vs, ix in zip(values, indices)
         ]
+
+    def gradcam(self, image, class_name: str | None = None) -> tuple[Image.Image | None, str]:
+        """Grad-CAM (Selvaraju et al.) for the predicted class, or `class_name`: the last feature map weighted
+        by its mean gradient, overlaid on the image. Returns (overlay, caption); (None, reason) for models whose
+        features are not a spatial map (Vision Transformers)."""
+        x = self.normalize(self.tensor(image)[None])
+        with torch.enable_grad():
+            feats = self.model.forward_features(x)
+            if feats.ndim != 4:
+                return None, "Grad-CAM is not available for this model (its features are tokens, not a spatial map)."
+            logits = self.model.forward_head(feats)
+            index = self.class_names.index(class_name) if class_name else int(logits.argmax(1))
+            (grads,) = torch.autograd.grad(logits[0, index], feats)
+        cam = (grads.mean((2, 3), keepdim=True) * feats).sum(1, keepdim=True).relu().detach()
+        cam = F.interpolate(cam, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)[0, 0]
+        cam = (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
+        heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.uint8)
+        base = self.tensor(image).permute(1, 2, 0).numpy()
+        overlay = (0.55 * base + 0.45 * heat).astype(np.uint8)
+        return Image.fromarray(overlay), f"Where the model looked for '{self.class_names[index]}'"

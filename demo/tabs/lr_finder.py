@@ -6,8 +6,8 @@ import gradio as gr
 from demo.context import Context, user_errors
 from demo.tabs.train import config_from
 from engine.errors import UserError
+from engine.figures import lr_curve
 from engine.lr_finder import check_range, find
-from engine.lr_plot import lr_curve
 
 STREAM_INTERVAL = 1.0
 

@@ -167,7 +167,7 @@ def run_training(ws, cfg: TrainConfig, stop):
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
     for event in fit(prepared, cfg, str(out_dir), stop):
         if event.kind in ("finished", "stopped"):
-            ws.set_model(event.model_dir)
+            ws.set_model(event.model_dir, (cfg.val_fraction, cfg.seed))
             zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
         yield event
 

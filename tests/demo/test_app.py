@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from engine import sample
 
@@ -48,11 +49,17 @@ def test_api_lists_the_main_actions(app_url):
     assert {"/load_data", "/train", "/lr_find", "/predict"} <= set(named)
 
 
-def test_load_train_predict(app_url, shape_png):
+@pytest.fixture(scope="module")
+def trained(app_url):
+    """One client session that loaded the built-in data and trained one epoch: (client, /train's outputs)."""
     c = client(app_url)
     summary, *_ = c.predict("builtin:shapes", api_name="/load_data")
     assert "900 images in 6 classes" in summary
-    status, loss, acc, log, results, download = c.submit(**TRAIN_ARGS, api_name="/train").result(timeout=600)
+    return c, c.submit(**TRAIN_ARGS, api_name="/train").result(timeout=600)
+
+
+def test_load_train_predict(trained, shape_png):
+    c, (status, loss, acc, log, results, download) = trained
     assert "Finished" in status, status
     assert "Epoch 1:" in log
     columns = loss["columns"]
@@ -62,9 +69,63 @@ def test_load_train_predict(app_url, shape_png):
     assert "| class | accuracy |" in results and all(f"| {name} |" in results for name in sample.CLASSES)
     with zipfile.ZipFile(download["value"]) as z:  # a gr.DownloadButton update: visible, with the file
         assert {"model.safetensors", "config.json", "metrics.json"} <= set(z.namelist())
-    label, timing = c.predict(handle_file(shape_png), api_name="/predict")
+    label, timing, heatmap = c.predict(handle_file(shape_png), True, True, api_name="/predict")
     assert label["label"] in sample.CLASSES and len(label["confidences"]) == 5
-    assert "ms" in timing
+    assert "ms" in timing and "Where the model looked" in timing
+    assert Image.open(heatmap).size == (48, 48)  # the Grad-CAM overlay at the model's input size
+    _, _, no_heatmap = c.predict(handle_file(shape_png), False, False, api_name="/predict")
+    assert no_heatmap is None
+
+
+@pytest.mark.parametrize("mode,fmt", [("RGBA", "PNG"), ("L", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "GIF")])
+def test_odd_image_modes_classify(trained, tmp_path, mode, fmt):
+    c, _ = trained
+    path = tmp_path / f"odd.{fmt.lower()}"
+    sample.generate(1, seed=3)[0][0].convert("RGB").convert(mode if mode != "I;16" else "I").save(path, fmt)
+    label, *_ = c.predict(handle_file(path), api_name="/predict")
+    assert label["label"] in sample.CLASSES
+
+
+def test_a_huge_image_is_refused_and_the_app_keeps_serving(trained, tmp_path, shape_png):
+    c, _ = trained
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 7000)).save(huge)  # 56 megapixels, a few hundred kB on disk
+    with pytest.raises(AppError, match="too large"):
+        c.predict(handle_file(huge), api_name="/predict")
+    assert c.predict(handle_file(shape_png), api_name="/predict")[0]["label"] in sample.CLASSES
+
+
+def test_evaluation_views(trained):
+    c, _ = trained
+    summary, scores, figure, table, actual, predicted, cell, losses, pairs = c.predict(api_name="/evaluate")
+    assert "on 180 validation images" in summary
+    assert [row[0] for row in scores["data"]] == list(sample.CLASSES) and scores["headers"][:4] == ["class", "precision", "recall", "F1"]
+    assert len(table["data"]) == 6 and sum(sum(row[1:]) for row in table["data"]) == 180
+    assert figure is not None and len(losses) == 16 and all(" / " in item["caption"] for item in losses)
+    matrix = {row[0]: row[1:] for row in table["data"]}
+    images = c.predict("circle", "circle", api_name="/cell_images")
+    assert len(images) == min(48, matrix["circle"][0]) and all(item["caption"] == "circle -> circle" for item in images)
+
+
+def test_an_exported_zip_loads_back_in_another_session(trained, shape_png):
+    _, (*_, download) = trained
+    other = client(trained[0].src)
+    key_and_status = other.predict([handle_file(download["value"])], api_name="/load_model")
+    assert "Loaded: 6 classes" in key_and_status
+    assert other.predict(handle_file(shape_png), api_name="/predict")[0]["label"] in sample.CLASSES
+
+
+def test_a_pickled_model_is_refused(app_url, tmp_path):
+    pickled = tmp_path / "model.pth"
+    pickled.write_bytes(b"\x80\x04not really")
+    with pytest.raises(AppError, match="Invalid file type"):  # the upload box takes .zip, .safetensors, .json only
+        client(app_url).predict([handle_file(pickled)], api_name="/load_model")
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(pickled, "model.pth")
+        z.writestr("config.json", "{}")
+    with pytest.raises(AppError, match="Only safetensors model folders are accepted; remove model.pth"):
+        client(app_url).predict([handle_file(archive)], api_name="/load_model")
 
 
 def test_lr_find_gives_suggestions(app_url):

@@ -158,10 +158,23 @@ def test_full_flow_in_browser(app, page, tmp_path):
     page.get_by_role("button", name="Classify image", exact=True).click()
     prediction = wait_for_text(page, "#prediction", lambda text: any(name in text for name in sample.CLASSES), timeout=60)
     expect(page.locator("#prediction-time")).to_contain_text("Predicted in")
+    expect(page.locator("#gradcam img")).to_be_visible()  # the Grad-CAM overlay
     shot("5-classify")
     print(f"prediction: {prediction!r}; screenshots in {shots}")
+    # a validation image from the examples gallery classifies at a click
+    page.locator("#classify-examples img").first.click()
+    wait_for_text(page, "#prediction-time", lambda text: "Predicted in" in text, timeout=60)
 
-    # 5. The README screenshot: the Train tab after training, loss plot drawn. Only refreshed when asked
+    # 5. Evaluate: the confusion table, and the images behind a cell chosen in it.
+    tab(page, "Evaluate").click()
+    page.get_by_role("button", name="Evaluate the model", exact=True).click()
+    wait_for_text(page, "#eval-summary", lambda text: "validation images" in text, timeout=120)
+    expect(page.locator("#eval-top-losses img").first).to_be_visible()
+    page.locator("#eval-confusion [role=gridcell]:visible").filter(has_text=re.compile(r"^\s*[1-9]\d*\s*$")).first.click()
+    expect(page.locator("#eval-cell img").first).to_be_visible()
+    shot("6-evaluate")
+
+    # 6. The README screenshot: the Train tab after training, loss plot drawn. Only refreshed when asked
     # (SNAPFIT_UPDATE_SCREENSHOT=1) or missing, so a test run does not dirty the working tree.
     if os.environ.get("SNAPFIT_UPDATE_SCREENSHOT") == "1" or not README_SCREENSHOT.exists():
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

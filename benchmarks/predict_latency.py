@@ -1,0 +1,100 @@
+"""Latency of the app's `predict` endpoint through gradio_client against a bare timm forward pass.
+
+    python benchmarks/predict_latency.py [--model resnet18] [--img-size 224] [--calls 50]
+
+Saves a model folder (random weights: the Hub is not needed) at the given size, starts the app on a local port,
+loads the folder through the Classify tab's upload endpoint, and classifies the same PNG `--calls` times
+(after warm-up calls), without and with the Grad-CAM overlay. The baseline is the same model, loaded by plain
+timm, run on the already preprocessed image in this process. Prints p50/p95 and the p50 overhead of the
+endpoint (target < 30 ms for resnet18 at 224 px on CPU, without Grad-CAM).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from engine import models, sample  # noqa: E402
+from engine.export import save_model_folder  # noqa: E402
+from engine.predict import Predictor  # noqa: E402
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(ms, n=20)
+    return statistics.median(ms), q[18]  # p50, p95
+
+
+def timed(fn, calls: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--calls", type=int, default=50)
+    args = p.parse_args()
+    from gradio_client import Client, handle_file
+
+    from demo import build_demo, launch_kwargs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = models.create(args.model, len(sample.CLASSES))
+        folder = save_model_folder(model, Path(tmp) / "model", list(sample.CLASSES), models.data_config(model, args.img_size), {})
+        image = Path(tmp) / "shape.png"
+        sample.generate(1, seed=5)[0][0].resize((args.img_size, args.img_size)).save(image)
+
+        predictor = Predictor.from_folder(folder)
+        x = predictor.normalize(predictor.tensor(str(image))[None])
+        with torch.no_grad():
+            bare = timed(lambda: predictor.model(x), args.calls)
+
+        demo = build_demo(offline=True)
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                                **launch_kwargs())
+        try:
+            client = Client(url, verbose=False, analytics_enabled=False)
+            files = [handle_file(str(folder / name)) for name in ("model.safetensors", "config.json")]
+            client.predict(files, api_name="/load_model")
+            endpoint = timed(lambda: client.predict(handle_file(str(image)), False, False, api_name="/predict"), args.calls)
+            with_cam = timed(lambda: client.predict(handle_file(str(image)), False, True, api_name="/predict"), args.calls)
+        finally:
+            demo.close()
+
+    print(f"{args.model} at {args.img_size} px, {args.calls} calls each, {torch.get_num_threads()} threads")
+    print(f"{'path':<44}{'p50 ms':>9}{'p95 ms':>9}")
+    rows = [("bare timm forward (preprocessed tensor)", bare), ("/predict through gradio_client", endpoint),
+            ("/predict with the Grad-CAM overlay", with_cam)]
+    for name, ms in rows:
+        p50, p95 = percentiles(ms)
+        print(f"{name:<44}{p50:>9.1f}{p95:>9.1f}")
+    overhead = percentiles(endpoint)[0] - percentiles(bare)[0]
+    print(f"endpoint overhead at p50: {overhead:.1f} ms (target < 30 ms); ratio {percentiles(endpoint)[0] / percentiles(bare)[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
