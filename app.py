@@ -1,8 +1,11 @@
 """Snapfit app entry point (also the Hugging Face Space entry): python app.py [--host H] [--port P] [--share]."""
 import argparse
 import os
+import socket
 
 from engine.hub import detect_offline
+
+TUNNEL_HOST = "api.gradio.app"  # where Gradio asks for a share link
 
 
 def main() -> None:
@@ -15,7 +18,23 @@ def main() -> None:
     offline = detect_offline()  # must run before gradio/timm import huggingface_hub (see engine/hub.py)
     from demo import build_demo, launch_kwargs
 
-    build_demo(offline=offline).launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+    share = args.share and tunnel_reachable()
+    demo = build_demo(offline=offline)
+    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=share,
+                                          prevent_thread_lock=True, **launch_kwargs())
+    if args.share and not share_url:
+        why = f"{TUNNEL_HOST} cannot be reached from this machine" if not share else "Gradio could not start the tunnel (see above)"
+        print(f"No public link: {why}; the app runs locally at {local_url}", flush=True)
+    demo.block_thread()
+
+
+def tunnel_reachable(timeout: float = 3.0) -> bool:
+    """Whether Gradio's share service answers at all: offline, asking it only prints a long error."""
+    try:
+        socket.create_connection((TUNNEL_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

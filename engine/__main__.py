@@ -1,4 +1,4 @@
-"""Command line: python -m engine {train, lr-find, eval, predict}.
+"""Command line: python -m engine {train, lr-find, eval, predict, export}.
 
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results go to stdout as JSON.
 Bad arguments or bad input end with a one-line error and exit code 2.
@@ -96,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--tta", action="store_true", help="average with the mirror image (test-time augmentation)")
     sp.add_argument("images", nargs="+")
     sp.set_defaults(func=cmd_predict)
+    sp = sub.add_parser("export", help="export a model folder (ONNX)")
+    sp.add_argument("--model-dir", required=True)
+    sp.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (dynamic batch; class names in its metadata)")
+    sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("eval", help="evaluate a model folder on a labelled dataset (prints and writes metrics JSON)")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--data", required=True)
@@ -166,6 +170,13 @@ def cmd_predict(args) -> int:
     predictor = Predictor.from_folder(args.model_dir)
     for path in args.images:
         print(json.dumps(dict(image=path, top_k=predictor.predict([path], args.top_k, args.tta)[0])))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from engine.export import to_onnx
+
+    print(json.dumps(dict(onnx=str(to_onnx(args.model_dir, args.onnx)))))
     return 0
 
 

@@ -83,3 +83,27 @@ def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
     """Zip the folder for download (the same zip can be loaded back for classification)."""
     path = check_model_folder(model_dir)
     return Path(shutil.make_archive(str(zip_base), "zip", root_dir=path))
+
+
+def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
+    """Export a model folder to ONNX (dynamic batch, input: normalised images at the trained size), with the
+    class names and preprocessing in the file's metadata so it stands on its own."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise UserError("ONNX export needs the onnx and onnxscript packages: pip install -r requirements.txt") from exc
+    model, config = load_model_folder(model_dir)
+    pretrained = config.get("pretrained_cfg", {})
+    size = int(pretrained.get("input_size", (3, 224, 224))[-1])
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(model, (torch.zeros(2, 3, size, size),), dynamo=True, verbose=False,
+                                input_names=["image"], output_names=["logits"], dynamic_shapes=({0: batch},))
+    proto = program.model_proto
+    meta = dict(label_names=config.get("label_names"), input_size=[3, size, size], mean=pretrained.get("mean"),
+                std=pretrained.get("std"), architecture=config.get("architecture"))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(proto, str(out))
+    return out

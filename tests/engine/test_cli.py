@@ -123,3 +123,25 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
     r = cli(*args)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_onnx_matches_pytorch(trained, tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    from engine.export import load_model_folder
+
+    model_dir, _ = trained
+    out = tmp_path / "model.onnx"
+    r = cli("export", "--model-dir", str(model_dir), "--onnx", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"onnx": str(out)}
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert meta["label_names"] == ["circle", "square", "triangle"] and meta["input_size"] == [3, 32, 32]
+    model, _ = load_model_folder(model_dir)
+    x = torch.randn(5, 3, 32, 32)  # another batch size than the export's example: the batch axis is dynamic
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = onnxruntime.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4
