@@ -182,16 +182,13 @@ def cmd_export(args) -> int:
 
 def cmd_eval(args) -> int:
     from engine import data
-    from engine.errors import UserError
-    from engine.evaluate import evaluate
+    from engine.evaluate import evaluate, items_of_known_classes
     from engine.predict import Predictor
 
     predictor = Predictor.from_folder(args.model_dir)
     dataset = data.load(args.data)
     names = predictor.class_names
-    keep = [i for i, y in enumerate(dataset.labels) if dataset.class_names[y] in names]
-    if not keep:
-        raise UserError(f"None of the classes in {args.data} ({', '.join(dataset.class_names)}) are classes of this model.")
+    keep = items_of_known_classes(dataset, range(len(dataset)), names)
     labels = [names.index(dataset.class_names[dataset.labels[i]]) for i in keep]
     result = evaluate(predictor, [dataset.images[i] for i in keep], labels, names)
     for item in result["top_losses"]:  # name the file, not just its position in the list evaluated

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.errors import UserError
+
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Rows are the actual class, columns the predicted class."""
@@ -14,11 +16,8 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
 
 def per_class_accuracy(y_true: torch.Tensor, y_pred: torch.Tensor, class_names: list[str]) -> dict[str, float | None]:
     """Recall of each class on the given split; None for a class with no items there."""
-    cm = confusion_matrix(y_true, y_pred, len(class_names))
-    totals = cm.sum(1)
-    return {
-        name: (float(cm[i, i] / totals[i]) if totals[i] else None) for i, name in enumerate(class_names)
-    }
+    scores = per_class_scores(confusion_matrix(y_true, y_pred, len(class_names)), class_names)
+    return {row["name"]: row["recall"] for row in scores}
 
 
 def per_class_scores(cm: torch.Tensor, class_names: list[str]) -> list[dict]:
@@ -57,6 +56,14 @@ def summarize(y_true: torch.Tensor, probs: torch.Tensor, class_names: list[str],
         top_losses=[dict(index=i, actual=class_names[int(y_true[i])], predicted=class_names[int(y_pred[i])],
                          p_actual=float(probs[i, y_true[i]]), loss=float(losses[i])) for i in order],
     )
+
+
+def items_of_known_classes(dataset, indices, class_names: list[str]) -> list[int]:
+    """The items (of `indices` into a LabelledImages) whose class the model knows; a clear error when none is."""
+    known = [i for i in indices if dataset.class_names[dataset.labels[i]] in class_names]
+    if not known:
+        raise UserError(f"None of the dataset's classes ({', '.join(dataset.class_names)}) are classes of this model.")
+    return known
 
 
 def evaluate(predictor, images: list, labels: list[int], class_names: list[str], batch_size: int = 64) -> dict:

@@ -64,7 +64,8 @@ class Predictor:
         """Grad-CAM (Selvaraju et al.) for the predicted class, or `class_name`: the last feature map weighted
         by its mean gradient, overlaid on the image. Returns (overlay, caption); (None, reason) for models whose
         features are not a spatial map (Vision Transformers)."""
-        x = self.normalize(self.tensor(image)[None])
+        decoded = self.tensor(image)  # uint8 (3, S, S): the model's input and the overlay's background
+        x = self.normalize(decoded[None])
         with torch.enable_grad():
             feats = self.model.forward_features(x)
             if feats.ndim != 4:
@@ -76,6 +77,6 @@ class Predictor:
         cam = F.interpolate(cam, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)[0, 0]
         cam = (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
         heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.uint8)
-        base = self.tensor(image).permute(1, 2, 0).numpy()
+        base = decoded.permute(1, 2, 0).numpy()
         overlay = (0.55 * base + 0.45 * heat).astype(np.uint8)
         return Image.fromarray(overlay), f"Where the model looked for '{self.class_names[index]}'"

@@ -11,7 +11,7 @@ import pandas as pd
 from demo.context import Context, user_errors
 from engine import data as data_lib
 from engine.errors import UserError
-from engine.evaluate import evaluate
+from engine.evaluate import evaluate, items_of_known_classes
 from engine.figures import confusion
 
 CELL_LIMIT = 48  # images shown for one confusion-matrix cell
@@ -77,9 +77,7 @@ def evaluate_workspace(ws) -> dict:
     dataset = ws.dataset_or_builtin()
     names = predictor.class_names
     _, val_idx = data_lib.split(dataset.labels, *ws.model_split)
-    val_idx = [i for i in val_idx if dataset.class_names[dataset.labels[i]] in names]
-    if not val_idx:
-        raise UserError(f"None of the dataset's classes ({', '.join(dataset.class_names)}) are classes of this model.")
+    val_idx = items_of_known_classes(dataset, val_idx, names)
     decoded, _ = data_lib.decode(dataset, val_idx, predictor.img_size)  # unreadable files are skipped, labels follow
     images = list(decoded.x.permute(0, 2, 3, 1).numpy())
     labels = [names.index(dataset.class_names[y]) for y in decoded.y.tolist()]
