@@ -2,11 +2,14 @@
 
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results go to stdout as JSON.
 Bad arguments or bad input end with a one-line error and exit code 2.
+`train` also runs under torchrun (`torchrun --nproc_per_node N -m engine train ...`): one run over N processes,
+of which rank 0 reports progress and writes the model folder while the others stay quiet (engine/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -17,12 +20,17 @@ from engine import hub
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     hub.detect_offline()  # before the hub libraries are imported, so offline fails fast
+    from engine import distributed
     from engine.errors import UserError
 
     try:
+        if distributed.launched() and args.func is not cmd_train:
+            command = args.func.__name__.removeprefix("cmd_").replace("_", "-")
+            raise UserError(f"Only `train` runs over several processes: run `python -m engine {command}` without torchrun.")
         return args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ.get("RANK", "0") != "0" else ""
+        print(f"error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -34,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 OPTIONS = [
     ("--epochs", "epochs", int, "number of epochs"),
     ("--lr", "lr", float, "peak learning rate of the head (default: 1e-2 from scratch, 2e-3 with loaded weights)"),
-    ("--batch-size", "batch_size", int, "images per step"),
+    ("--batch-size", "batch_size", int, "images per step (under torchrun: per process; the global batch is N times this)"),
     ("--img-size", "img_size", int, "training image size in px (smaller is faster)"),
     ("--val-fraction", "val_fraction", float, "share of each class held out for validation"),
     ("--augment", "augment", str, "augmentation preset: none, light or standard"),
@@ -136,14 +144,38 @@ class _Progress:
 
 
 def cmd_train(args) -> int:
-    from engine import data
+    from engine import distributed
     from engine.train import fit
 
-    show, last, cfg = _Progress(), None, _config(args)
-    for last in fit(data.load(args.data), cfg, args.out):
-        show(last)
-    print(json.dumps(asdict(last)))
+    cfg = _config(args)
+    distributed.init()  # under torchrun: join the other processes (a no-op in a single process)
+    try:
+        show, last = _Progress() if distributed.is_main() else None, None  # the other ranks stay quiet
+        for last in fit(_load(args.data), cfg, args.out):
+            if show:
+                show(last)
+        if show:
+            print(json.dumps(asdict(last)))
+    finally:
+        distributed.teardown()
     return 0
+
+
+def _load(source: str):
+    """data.load, except that under torchrun a .zip is unpacked by the first process of each machine alone and
+    the others read the folder it unpacked: several processes unpacking the same files at once would race."""
+    from engine import data, distributed
+
+    path = Path(os.path.expanduser(source.strip()))
+    if not (distributed.active() and path.suffix.lower() == ".zip" and path.is_file()):
+        return data.load(source)
+    folder = path.with_suffix("")
+    with distributed.local_main_first():
+        if distributed.local_rank() == 0:
+            return data.load_zip(path, folder)
+        loaded = data.load_folder(folder)
+        loaded.source = str(path)
+        return loaded
 
 
 def cmd_lr_find(args) -> int:

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from engine import data as data_lib
-from engine import models, small_conv
+from engine import distributed, models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy
 from engine.events import EpochEnd, Finished, Log, Started, Step, Stopped, StopToken
@@ -168,7 +169,7 @@ def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
 
 
 def device_for() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return distributed.device_of_this_process()
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -193,6 +194,7 @@ class Session:
             model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate,
                                           prepared.img_size)
         self.model, self.report = model.to(self.device), report
+        distributed.broadcast_state(self.model)  # under torchrun: every process starts from rank 0's weights
         for size in {prepared.img_size, _epoch_size(cfg, prepared.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
             models.check_input_size(self.model, cfg.model, size)
         self.bf16 = use_bf16(cfg, self.device)
@@ -207,7 +209,11 @@ class Session:
         self.normalize.mean, self.normalize.std = self.normalize.mean.to(self.device), self.normalize.std.to(self.device)
         self.train_x, self.train_y = prepared.train.x.to(self.device), prepared.train.y.to(self.device)
         self.val_x, self.val_y = prepared.val.x.to(self.device), prepared.val.y.to(self.device)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling: the same order on every process
+        self.aug_generator = self.generator  # augmentation: different on every process
+        if distributed.active():
+            self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1 + distributed.rank())
+            torch.manual_seed(cfg.seed + 1 + distributed.rank())  # dropout, drop path, mixup: per process too
         self.num_classes = len(prepared.class_names)
 
     def autocast(self):
@@ -235,7 +241,11 @@ class Session:
 
     @torch.no_grad()
     def embed(self, x_uint8: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        """Pooled backbone features (B, num_features), computed in eval mode so they are exact and reusable."""
+        """Pooled backbone features (B, num_features), computed in eval mode so they are exact and reusable.
+        Under torchrun each process embeds its share and every process gets all of them."""
+        return distributed.run_sharded(lambda x: self._embed(x, batch_size), x_uint8)
+
+    def _embed(self, x_uint8: torch.Tensor, batch_size: int) -> torch.Tensor:
         self.model.eval()
         out = []
         for idx in data_lib.batches(len(x_uint8), batch_size, shuffle=False):
@@ -246,13 +256,17 @@ class Session:
 
     @torch.no_grad()
     def predict_val(self, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits for the validation set, from images or (head strategy) cached features."""
+        """Logits for the validation set, from images or (head strategy) cached features. Under torchrun each
+        process predicts its share and every process gets all the logits, each image exactly once."""
+        on_features = features is not None
+        return distributed.run_sharded(lambda x: self._predict(x, on_features), features if on_features else self.val_x)
+
+    def _predict(self, source: torch.Tensor, on_features: bool) -> torch.Tensor:
         self.model.eval()
-        source = features if features is not None else self.val_x
         out = []
         for idx in data_lib.batches(len(source), 256, shuffle=False):
             with self.autocast():
-                if features is not None:
+                if on_features:
                     logits = self.model.get_classifier()(source[idx])
                 else:
                     logits = self.model(self.normalize(source[idx]))
@@ -319,19 +333,20 @@ def fit(
 ) -> Iterator:
     """Train, yielding events; write the best epoch to `out_dir` as a model folder. See module docstring."""
     cfg = preflight(cfg)
-    stop = stop or StopToken()
+    stop = distributed.shared(stop or StopToken())  # under torchrun every process stops at the same step
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = yield from ensure_prepared(data, cfg)
+    distributed.check_sizes(len(data.train), len(data.val))
     if data.skipped:
         yield Log(f"Skipped {len(data.skipped)} unreadable images")
     session = Session(data, cfg)
     yield Log(f"{cfg.model}: {session.report.describe()}")
     phases = plan(cfg)
-    steps_per_epoch = _steps_per_epoch(len(data.train), cfg)
+    steps_per_epoch = _steps_per_epoch(distributed.shard_len(len(data.train)), cfg)
     total_epochs = sum(p.epochs for p in phases)
     yield Started(total_epochs, steps_per_epoch, total_epochs * steps_per_epoch, len(data.train), len(data.val),
-                  cfg.model, cfg.resolved_strategy(), f"{session.device.type}{' bf16' if session.bf16 else ''}")
+                  cfg.model, cfg.resolved_strategy(), _describe_device(session))
     tracker, epoch, step = _Tracker(cfg.patience), 0, 0
     for phase in phases:
         runner = _run_features if phase.on_features else _run_images
@@ -356,6 +371,20 @@ def fit(
         yield Stopped(str(model_dir), epoch, seconds)
     else:
         yield Finished(str(model_dir), tracker.best_epoch, tracker.best_key[0], seconds)
+
+
+def _describe_device(session: Session) -> str:
+    text = f"{session.device.type}{' bf16' if session.bf16 else ''}"
+    if distributed.active():
+        text += f", {distributed.world_size()} processes ({distributed.backend()})"
+    return text
+
+
+def _epoch_batches(session: Session, n: int, drop_last: bool = False) -> list[torch.Tensor]:
+    """This process's batches of one epoch: all processes draw the same shuffled order (same generator and
+    seed) and each takes its share (alone: all of it, batched exactly as data_lib.batches would)."""
+    mine = distributed.shard_order(torch.randperm(n, generator=session.generator))
+    return [mine[idx] for idx in data_lib.batches(len(mine), session.cfg.batch_size, False, drop_last=drop_last)]
 
 
 def _steps_per_epoch(n_train: int, cfg: TrainConfig) -> int:
@@ -385,6 +414,7 @@ def _validate(session: Session, epoch: int, train_loss: float, lr: float, t_epoc
     logits = session.predict_val(features)
     val_loss = F.cross_entropy(logits, session.val_y).item()
     val_acc = (logits.argmax(1) == session.val_y).float().mean().item()
+    val_loss, val_acc = distributed.from_main([val_loss, val_acc])  # identical decisions on every process
     return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr)
 
 
@@ -398,25 +428,26 @@ def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop:
     yield Log(f"Embedded in {time.perf_counter() - t:.1f} s; training the head on cached features")
     head = model.get_classifier()
     optimizer = session.optimizer([phase.lr], params_of=[list(head.parameters())])
-    steps = phase.epochs * _steps_per_epoch(len(train_f), cfg)
+    steps = phase.epochs * _steps_per_epoch(distributed.shard_len(len(train_f)), cfg)
     scheduler = _one_cycle(optimizer, steps)
     _, loss_fn = _loss_fn(TrainConfig(label_smoothing=cfg.label_smoothing), session.num_classes)  # no mixup on features
     step = step0
     for e in range(1, phase.epochs + 1):
         t_epoch, losses = time.perf_counter(), []
         head.train()
-        for idx in data_lib.batches(len(train_f), cfg.batch_size, True, session.generator):
+        for idx in _epoch_batches(session, len(train_f)):
             t_step = time.perf_counter()
             loss = loss_fn(head(train_f[idx]), session.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(head.parameters())
             optimizer.step()
             scheduler.step()
             step, losses = step + 1, losses + [loss.item()]
-            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[0]["lr"], len(idx) / (time.perf_counter() - t_step))
+            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[0]["lr"], _speed(len(idx), t_step))
             if stop.stopped:
                 break
-        yield _validate(session, epoch0 + e, float(np.mean(losses)), optimizer.param_groups[0]["lr"], t_epoch, val_f)
+        yield _validate(session, epoch0 + e, distributed.mean(float(np.mean(losses))), optimizer.param_groups[0]["lr"], t_epoch, val_f)
         if stop.stopped:
             return
 
@@ -428,28 +459,33 @@ def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: S
     lrs = session.group_lrs(phase.lr, phase.discriminative)
     models.set_trainable(model, session.groups, 0)  # the optimizer must see every parameter it may ever train
     optimizer = session.optimizer(lrs)
-    steps_per_epoch = _steps_per_epoch(len(session.train_x), cfg)
+    steps_per_epoch = _steps_per_epoch(distributed.shard_len(len(session.train_x)), cfg)
     scheduler = _one_cycle(optimizer, phase.epochs * steps_per_epoch)
     mixer, loss_fn = _loss_fn(cfg, session.num_classes)
-    step = step0
+    step, net, wrapped_from = step0, model, None
     for e in range(1, phase.epochs + 1):
         first = _first_trainable(phase, e, n_groups, cfg.freeze_layers)
         models.set_trainable(model, session.groups, first)
         models.train_mode(model)
+        if distributed.active() and first != wrapped_from:  # DDP reduces the parameters trainable when it wraps
+            net, wrapped_from = None, first  # drop the old wrapper (and its gradient hooks) first
+            net = distributed.wrap(model)
         size = _epoch_size(cfg, session.prepared.img_size, e, phase.epochs)
         t_epoch, losses = time.perf_counter(), []
-        batches = list(data_lib.batches(len(session.train_x), cfg.batch_size, True, session.generator, drop_last=mixer is not None))
+        batches = _epoch_batches(session, len(session.train_x), drop_last=mixer is not None)
         for i, idx in enumerate(batches):
             t_step = time.perf_counter()
-            x = data_lib.augment(session.train_x[idx].float().div_(255.0), cfg.augment, session.generator)
+            x = data_lib.augment(session.train_x[idx].float().div_(255.0), cfg.augment, session.aug_generator)
             x, y = data_lib.resize_batch(x, size), session.train_y[idx]
             if mixer is not None:
                 x, y = mixer(x, y)
-            with session.autocast():
-                loss = loss_fn(model(session.normalize(x)), y)
-            (loss / cfg.accum_steps).backward()
+            accumulate = (i + 1) % cfg.accum_steps != 0 and i + 1 != len(batches)
+            with distributed.no_sync(net) if accumulate else contextlib.nullcontext():  # all-reduce once per step
+                with session.autocast():
+                    loss = loss_fn(net(session.normalize(x)), y)
+                (loss / cfg.accum_steps).backward()
             losses.append(loss.item())
-            if (i + 1) % cfg.accum_steps and i + 1 != len(batches):
+            if accumulate:
                 continue
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -458,14 +494,21 @@ def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: S
             if scheduler.last_epoch + 1 < scheduler.total_steps:
                 scheduler.step()
             step += 1
-            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[-1]["lr"], len(idx) / (time.perf_counter() - t_step))
+            yield Step(step, epoch0 + e, losses[-1], optimizer.param_groups[-1]["lr"], _speed(len(idx), t_step))
             if stop.stopped:
                 break
-        if not math.isfinite(np.mean(losses)):
+        train_loss = distributed.mean(float(np.mean(losses)))
+        if not math.isfinite(train_loss):
             raise UserError("Training diverged (the loss became NaN or infinite): lower the learning rate and try again.")
-        yield _validate(session, epoch0 + e, float(np.mean(losses)), optimizer.param_groups[-1]["lr"], t_epoch, None)
+        distributed.sync_buffers(model)
+        yield _validate(session, epoch0 + e, train_loss, optimizer.param_groups[-1]["lr"], t_epoch, None)
         if stop.stopped:
             return
+
+
+def _speed(batch: int, t_step: float) -> float:
+    """Images per second over all processes (each ran a batch of this size in about the same time)."""
+    return batch * distributed.world_size() / (time.perf_counter() - t_step)
 
 
 def _first_trainable(phase: Phase, epoch: int, n_groups: int, freeze_layers: int) -> int:
@@ -487,6 +530,7 @@ def _epoch_size(cfg: TrainConfig, full: int, epoch: int, epochs: int) -> int:
 
 
 def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, seconds: float):
+    last_sha256 = distributed.state_hash(session.model.state_dict()) if distributed.active() else None
     session.model.load_state_dict(tracker.best_state)
     logits = session.predict_val()
     preds = logits.argmax(1).cpu()
@@ -510,4 +554,16 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         threads=torch.get_num_threads(),
         pid=os.getpid(),
     )
-    return save_model_folder(session.model, out_dir, names, session.data_config, metrics, models.size_args(session.model))
+    if distributed.active():
+        metrics["distributed"] = dict(
+            processes=distributed.world_size(), backend=distributed.backend(), batch_size_per_process=cfg.batch_size,
+            global_batch_size=cfg.batch_size * distributed.world_size(),
+            # per rank: its weights after the last step, and the best epoch's weights (those saved), all identical
+            last_sha256=distributed.gather_strings(last_sha256),
+            saved_sha256=distributed.gather_strings(distributed.state_hash(session.model.state_dict())),
+        )
+    # under torchrun only rank 0 writes; the others end once the folder is there
+    model_dir = save_model_folder(session.model, out_dir, names, session.data_config, metrics, models.size_args(session.model)) \
+        if distributed.is_main() else Path(out_dir)
+    distributed.barrier()
+    return model_dir
