@@ -67,7 +67,10 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
 
 def run_finder(ws, cfg, start, end, n, stop):
     prepared = yield from ws.decoded(cfg)
-    yield from find(prepared, cfg, start, end, n, stop)
+    for event in find(prepared, cfg, start, end, n, stop):
+        if event.kind == "lr_finished" and not event.stopped:
+            ws.lr_result = (cfg.model, cfg.resolved_strategy(), event)  # a later training's model card shows it
+        yield event
 
 
 def stream(ctx: Context, owner: str, job):

@@ -6,7 +6,9 @@ current step; it keeps the best epoch so far.
 """
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +19,7 @@ from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
 from engine.export import read_metrics, zip_model_folder
+from engine.model_card import LR_FIND_JSON
 from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
@@ -167,9 +170,17 @@ def run_training(ws, cfg: TrainConfig, stop):
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
     for event in fit(prepared, cfg, str(out_dir), stop):
         if event.kind in ("finished", "stopped"):
+            keep_lr_result(ws, cfg, event.model_dir)
             ws.set_model(event.model_dir, (cfg.val_fraction, cfg.seed))
             zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
         yield event
+
+
+def keep_lr_result(ws, cfg: TrainConfig, model_dir: str) -> None:
+    """Put the LR finder's curve in the model folder when it was run for this model and strategy: the model
+    card (engine/model_card.py) shows it."""
+    if ws.lr_result and ws.lr_result[:2] == (cfg.model, cfg.resolved_strategy()):
+        (Path(model_dir) / LR_FIND_JSON).write_text(json.dumps(asdict(ws.lr_result[2])))
 
 
 class View:
