@@ -27,7 +27,9 @@ STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, chea
 
 def build(ctx: Context, key: gr.State):
     d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
-    base = TrainConfig()
+    base, caps = TrainConfig(), ctx.place.limits
+    if ctx.place.on_space:
+        gr.Markdown(ctx.place.storage_note(), elem_id="space-note")
     s = {}  # TrainConfig field -> the component that sets it; the /train API takes them as keyword arguments
     with gr.Row():
         with gr.Column(scale=1):
@@ -37,12 +39,12 @@ def build(ctx: Context, key: gr.State):
                                     info="Pretrained weights come from the Hub" + (" (offline here)" if ctx.offline else ""))
             s["strategy"] = gr.Dropdown(["auto", *STRATEGIES], value="auto", label="Strategy",
                                         info="auto: finetune with pretrained weights, full from scratch")
-            s["epochs"] = gr.Slider(1, 50, value=d["epochs"], step=1, label="Epochs")
+            s["epochs"] = gr.Slider(1, caps.max_epochs, value=d["epochs"], step=1, label="Epochs")
             s["lr"] = gr.Number(value=d["lr"], label="Learning rate", elem_id="train-lr",
                                 info="Run the LR finder to pick one; empty: 1e-2 from scratch, 2e-3 pretrained")
             with gr.Accordion("Advanced", open=False):
-                s["batch_size"] = gr.Slider(8, 256, value=d["batch_size"], step=8, label="Batch size")
-                s["img_size"] = gr.Slider(32, 384, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
+                s["batch_size"] = gr.Slider(8, caps.max_batch_size, value=d["batch_size"], step=8, label="Batch size")
+                s["img_size"] = gr.Slider(32, caps.max_img_size, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
                 s["progressive_resize"] = gr.Checkbox(base.progressive_resize, label="Progressive resizing",
                                                       info="Start at half the size, finish at the full size")
                 s["val_fraction"] = gr.Slider(0.05, 0.5, value=base.val_fraction, step=0.05, label="Validation fraction")
@@ -88,7 +90,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
-            cfg = config_from(settings)
+            cfg = caps.check(config_from(settings), ctx.place.name)
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
             ws.train_settings = dict(settings)
         yield from stream(ctx, ws.key, job)
