@@ -1,6 +1,6 @@
 """Snapfit's Gradio UI. It imports the engine and holds no training math.
 
-`build_demo()` assembles five tabs (Data, Train, LR finder, Evaluate, Classify) around one per-session key and one
+`build_demo()` assembles six tabs (Data, Train, LR finder, Evaluate, Classify, Export) around one per-session key and one
 server-wide job manager. See demo/workspace.py for why the key lives both in gr.State and gr.BrowserState.
 """
 from __future__ import annotations
@@ -9,9 +9,10 @@ import os
 
 import gradio as gr
 
+from demo import space
 from demo.context import Context
 from demo.jobs import JobManager
-from demo.tabs import classify, data, evaluate, lr_finder, train
+from demo.tabs import classify, data, evaluate, export, lr_finder, train
 from demo.workspace import Workspaces
 from engine import hub
 
@@ -22,8 +23,10 @@ BROWSER_STORAGE_KEY = "snapfit-workspace"
 BROWSER_SECRET = os.environ.get("SNAPFIT_BROWSER_SECRET", "snapfit-workspace-key")
 
 
-def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None, jobs: JobManager | None = None) -> gr.Blocks:
-    ctx = Context(workspaces or Workspaces(), jobs or JobManager.from_env(), hub.is_offline() if offline is None else offline)
+def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None, jobs: JobManager | None = None,
+               place: space.Place | None = None) -> gr.Blocks:
+    ctx = Context(workspaces or Workspaces(), jobs or JobManager.from_env(), hub.is_offline() if offline is None else offline,
+                  place or space.detect())
     with gr.Blocks(title="Snapfit") as demo:
         gr.Markdown(f"# {TITLE}")
         if ctx.offline:
@@ -41,6 +44,8 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
                 evaluate.build(ctx, key)
             with gr.Tab("Classify", id="classify") as classify_tab:
                 classify.build(ctx, key, classify_tab)
+            with gr.Tab("Export", id="export") as export_tab:
+                export.build(ctx, key, export_tab)
 
         def use_lr(choice):
             if not choice:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from demo.jobs import JobManager
+from demo.space import Place
 from demo.workspace import Workspace, Workspaces
 from engine.errors import UserError
 
@@ -18,6 +19,7 @@ class Context:
     workspaces: Workspaces
     jobs: JobManager
     offline: bool
+    place: Place = Place()  # a laptop, or a (ZeroGPU) Space: defaults and caps follow
 
     def workspace(self, key) -> Workspace:
         return self.workspaces.get(key)

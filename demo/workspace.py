@@ -32,6 +32,7 @@ class Workspace:
     train_settings: dict | None = None  # the Train tab's values of the latest run, restored after a reload
     model_split: tuple[float, int] = (0.2, 0)  # (val_fraction, seed) the model was trained with: its validation images
     evaluation: dict | None = None  # the latest evaluation, with its images (see demo/tabs/evaluate.py)
+    lr_result: tuple | None = None  # (model, strategy, LRFinished) of the latest complete LR finder run
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

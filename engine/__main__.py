@@ -1,4 +1,4 @@
-"""Command line: python -m engine {train, lr-find, eval, predict, export}.
+"""Command line: python -m engine {train, lr-find, eval, predict, export, push}.
 
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results go to stdout as JSON.
 Bad arguments or bad input end with a one-line error and exit code 2.
@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (dynamic batch; class names in its metadata)")
     sp.set_defaults(func=cmd_export)
+    sp = sub.add_parser("push", help="push a model folder to a Hugging Face Hub model repo, with a model card",
+                        description="The token comes from HF_TOKEN or `hf auth login`, never from a flag (flags end up "
+                                    "in shell history and process lists).")
+    sp.add_argument("--model-dir", required=True)
+    sp.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    sp.add_argument("--private", action="store_true", help="create the repo as private")
+    sp.add_argument("--lr-find", metavar="FILE", help="an lr_find.json from `lr-find`: its plot goes on the model card")
+    sp.set_defaults(func=cmd_push)
     sp = sub.add_parser("eval", help="evaluate a model folder on a labelled dataset (prints and writes metrics JSON)")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--data", required=True)
@@ -210,6 +218,30 @@ def cmd_export(args) -> int:
 
     print(json.dumps(dict(onnx=str(to_onnx(args.model_dir, args.onnx)))))
     return 0
+
+
+def cmd_push(args) -> int:
+    from engine.events import LRFinished
+    from engine.model_card import LR_FIND_JSON
+    from engine.push import check_repo_id, push
+
+    check_repo_id(args.repo)  # a bad id fails before anything is written
+    if args.lr_find:
+        _keep_lr_find(Path(args.lr_find), Path(args.model_dir) / LR_FIND_JSON, LRFinished)
+    print(json.dumps(dict(url=push(args.model_dir, args.repo, private=args.private))))
+    return 0
+
+
+def _keep_lr_find(source: Path, target: Path, result_type) -> None:
+    """Copy an LR finder result into the model folder (after checking it is one) so every card shows it."""
+    from engine.errors import UserError
+
+    try:
+        result = result_type(**json.loads(source.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"{source} is not an lr_find.json written by `python -m engine lr-find` ({exc}).") from None
+    if target.parent.is_dir():
+        target.write_text(json.dumps(asdict(result)))
 
 
 def cmd_eval(args) -> int:

@@ -146,6 +146,7 @@ class Prepared:
     val: data_lib.Tensors
     img_size: int
     skipped: list[str]
+    source: str = ""  # where the images came from (LabelledImages.source), for metrics and the model card
 
 
 def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None) -> Prepared:
@@ -154,7 +155,7 @@ def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 
         raise UserError("Too few images for a validation split: give every class at least 2 images.")
     train, bad_t = data_lib.decode(data, train_idx, img_size, progress)
     val, bad_v = data_lib.decode(data, val_idx, img_size)
-    return Prepared(list(data.class_names), train, val, img_size, bad_t + bad_v)
+    return Prepared(list(data.class_names), train, val, img_size, bad_t + bad_v, data.source)
 
 
 def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
@@ -544,6 +545,7 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         per_class_accuracy=per_class_accuracy(y, preds, names),
         confusion_matrix=confusion_matrix(y, preds, len(names)).tolist(),
         class_names=names,
+        dataset=session.prepared.source,
         hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy(), lr=cfg.resolved_lr(), bf16=session.bf16,
                                             channels_last=session.channels_last),
         weights=session.report.describe(),

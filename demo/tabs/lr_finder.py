@@ -41,7 +41,7 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
             if start is None or end is None:
                 raise UserError("Fill in both the start and the end LR.")
             check_range(float(start), float(end), int(n))
-            cfg = config_from(settings)
+            cfg = ctx.place.limits.check(config_from(settings), ctx.place.name)
             job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
         yield from stream(ctx, ws.key, job)
 
@@ -67,7 +67,10 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
 
 def run_finder(ws, cfg, start, end, n, stop):
     prepared = yield from ws.decoded(cfg)
-    yield from find(prepared, cfg, start, end, n, stop)
+    for event in find(prepared, cfg, start, end, n, stop):
+        if event.kind == "lr_finished" and not event.stopped:
+            ws.lr_result = (cfg.model, cfg.resolved_strategy(), event)  # a later training's model card shows it
+        yield event
 
 
 def stream(ctx: Context, owner: str, job):

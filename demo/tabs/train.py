@@ -6,7 +6,9 @@ current step; it keeps the best epoch so far.
 """
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +19,7 @@ from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
 from engine.export import read_metrics, zip_model_folder
+from engine.model_card import LR_FIND_JSON
 from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
@@ -24,7 +27,9 @@ STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, chea
 
 def build(ctx: Context, key: gr.State):
     d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
-    base = TrainConfig()
+    base, caps = TrainConfig(), ctx.place.limits
+    if ctx.place.on_space:
+        gr.Markdown(ctx.place.storage_note(), elem_id="space-note")
     s = {}  # TrainConfig field -> the component that sets it; the /train API takes them as keyword arguments
     with gr.Row():
         with gr.Column(scale=1):
@@ -34,12 +39,12 @@ def build(ctx: Context, key: gr.State):
                                     info="Pretrained weights come from the Hub" + (" (offline here)" if ctx.offline else ""))
             s["strategy"] = gr.Dropdown(["auto", *STRATEGIES], value="auto", label="Strategy",
                                         info="auto: finetune with pretrained weights, full from scratch")
-            s["epochs"] = gr.Slider(1, 50, value=d["epochs"], step=1, label="Epochs")
+            s["epochs"] = gr.Slider(1, caps.max_epochs, value=d["epochs"], step=1, label="Epochs")
             s["lr"] = gr.Number(value=d["lr"], label="Learning rate", elem_id="train-lr",
                                 info="Run the LR finder to pick one; empty: 1e-2 from scratch, 2e-3 pretrained")
             with gr.Accordion("Advanced", open=False):
-                s["batch_size"] = gr.Slider(8, 256, value=d["batch_size"], step=8, label="Batch size")
-                s["img_size"] = gr.Slider(32, 384, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
+                s["batch_size"] = gr.Slider(8, caps.max_batch_size, value=d["batch_size"], step=8, label="Batch size")
+                s["img_size"] = gr.Slider(32, caps.max_img_size, value=d["img_size"], step=16, label="Image size (px)", info="Smaller is faster")
                 s["progressive_resize"] = gr.Checkbox(base.progressive_resize, label="Progressive resizing",
                                                       info="Start at half the size, finish at the full size")
                 s["val_fraction"] = gr.Slider(0.05, 0.5, value=base.val_fraction, step=0.05, label="Validation fraction")
@@ -85,7 +90,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
-            cfg = config_from(settings)
+            cfg = caps.check(config_from(settings), ctx.place.name)
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
             ws.train_settings = dict(settings)
         yield from stream(ctx, ws.key, job)
@@ -167,9 +172,17 @@ def run_training(ws, cfg: TrainConfig, stop):
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
     for event in fit(prepared, cfg, str(out_dir), stop):
         if event.kind in ("finished", "stopped"):
+            keep_lr_result(ws, cfg, event.model_dir)
             ws.set_model(event.model_dir, (cfg.val_fraction, cfg.seed))
             zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
         yield event
+
+
+def keep_lr_result(ws, cfg: TrainConfig, model_dir: str) -> None:
+    """Put the LR finder's curve in the model folder when it was run for this model and strategy: the model
+    card (engine/model_card.py) shows it."""
+    if ws.lr_result and ws.lr_result[:2] == (cfg.model, cfg.resolved_strategy()):
+        (Path(model_dir) / LR_FIND_JSON).write_text(json.dumps(asdict(ws.lr_result[2])))
 
 
 class View:

@@ -174,6 +174,17 @@ def test_full_flow_in_browser(app, page, tmp_path):
     expect(page.locator("#eval-cell img").first).to_be_visible()
     shot("6-evaluate")
 
+    # 7. Export: the trained model is named, its zip is offered, and the token box hides what is typed.
+    tab(page, "Export").click()
+    wait_for_text(page, "#export-model", lambda text: "validation accuracy" in text, timeout=30)
+    expect(page.get_by_role("button", name="Download the model folder (.zip)").last).to_be_visible()
+    expect(page.locator("#push-token input")).to_have_attribute("type", "password")
+    page.locator("#push-repo input, #push-repo textarea").first.fill("alice/shapes")
+    page.locator("#push-token input").fill("hf_typed_in_the_browser")
+    page.get_by_role("button", name="Push to the Hub", exact=True).click()
+    expect(page.get_by_text(re.compile("Offline: the Hugging Face Hub")).first).to_be_visible(timeout=30)
+    shot("7-export")
+
     # 6. The README screenshot: the Train tab after training, loss plot drawn. Only refreshed when asked
     # (SNAPFIT_UPDATE_SCREENSHOT=1) or missing, so a test run does not dirty the working tree.
     if os.environ.get("SNAPFIT_UPDATE_SCREENSHOT") == "1" or not README_SCREENSHOT.exists():
