@@ -85,6 +85,18 @@ class Stopped:
 
 
 @dataclass
+class Paused:
+    """A chunk of a longer run ended at an epoch boundary within its time budget (see engine/checkpoint.py):
+    `checkpoint` resumes it; `model_dir` already holds the best epoch so far."""
+
+    model_dir: str
+    checkpoint: str
+    epochs_done: int
+    seconds: float
+    kind: str = "paused"
+
+
+@dataclass
 class LRStep:
     step: int
     total: int

@@ -26,10 +26,11 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
 from engine import data as data_lib
+from engine import checkpoint as checkpoint_lib
 from engine import distributed, models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy
-from engine.events import EpochEnd, Finished, Log, Started, Step, Stopped, StopToken
+from engine.events import EpochEnd, Finished, Log, Paused, Started, Step, Stopped, StopToken
 from engine.export import save_model_folder
 
 STRATEGIES = ("head", "finetune", "full", "progressive")
@@ -216,6 +217,7 @@ class Session:
             self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1 + distributed.rank())
             torch.manual_seed(cfg.seed + 1 + distributed.rank())  # dropout, drop path, mixup: per process too
         self.num_classes = len(prepared.class_names)
+        self.phase_state = None  # (optimizer, scheduler) of the phase running: what a checkpoint saves
 
     def autocast(self):
         return autocast(self.bf16, self.device)
@@ -331,12 +333,22 @@ def fit(
     cfg: TrainConfig,
     out_dir: str,
     stop: StopToken | None = None,
+    checkpoint: str | None = None,
+    time_budget: float | None = None,
 ) -> Iterator:
-    """Train, yielding events; write the best epoch to `out_dir` as a model folder. See module docstring."""
+    """Train, yielding events; write the best epoch to `out_dir` as a model folder. See module docstring.
+
+    With `checkpoint`, the run resumes from that file when it exists, and with `time_budget` (seconds) it
+    ends early at the last epoch boundary that fits the budget, saving its state there and yielding Paused;
+    call again with the same arguments to go on (engine/checkpoint.py).
+    """
     cfg = preflight(cfg)
+    if checkpoint and distributed.active():
+        raise UserError("Resumable chunks (checkpoint=) are for one process; under torchrun the run is not cut up.")
     stop = distributed.shared(stop or StopToken())  # under torchrun every process stops at the same step
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)  # timm's Mixup draws from numpy's global generator
     data = yield from ensure_prepared(data, cfg)
     distributed.check_sizes(len(data.train), len(data.val))
     if data.skipped:
@@ -344,22 +356,39 @@ def fit(
     session = Session(data, cfg)
     yield Log(f"{cfg.model}: {session.report.describe()}")
     phases = plan(cfg)
-    steps_per_epoch = _steps_per_epoch(distributed.shard_len(len(data.train)), cfg)
-    total_epochs = sum(p.epochs for p in phases)
-    yield Started(total_epochs, steps_per_epoch, total_epochs * steps_per_epoch, len(data.train), len(data.val),
-                  cfg.model, cfg.resolved_strategy(), _describe_device(session))
-    tracker, epoch, step = _Tracker(cfg.patience), 0, 0
-    for phase in phases:
+    tracker, epoch, step, first_phase, done_in_phase, resumed = _Tracker(cfg.patience), 0, 0, 0, 0, None
+    if checkpoint and Path(checkpoint).is_file():
+        resumed = checkpoint_lib.load(checkpoint)
+        first_phase, done_in_phase, epoch, step = resumed.phase, resumed.epochs_in_phase, resumed.epoch, resumed.step
+        t0 -= resumed.seconds
+        _restore(session, tracker, resumed)
+        yield Log(f"Resumed after epoch {epoch} from {Path(checkpoint).name}")
+    else:
+        steps_per_epoch = _steps_per_epoch(distributed.shard_len(len(data.train)), cfg)
+        total_epochs = sum(p.epochs for p in phases)
+        yield Started(total_epochs, steps_per_epoch, total_epochs * steps_per_epoch, len(data.train), len(data.val),
+                      cfg.model, cfg.resolved_strategy(), _describe_device(session))
+    t_call, slowest_epoch = time.perf_counter(), 0.0
+    for p in range(first_phase, len(phases)):
+        phase, skip = phases[p], done_in_phase if p == first_phase else 0
         runner = _run_features if phase.on_features else _run_images
-        for event in runner(session, phase, epoch, step, stop):
+        for event in runner(session, phase, epoch - skip, step, stop, skip, resumed if p == first_phase else None):
             if isinstance(event, EpochEnd):
                 tracker.update(session.model, event)
-                epoch = event.epoch
+                epoch, skip, slowest_epoch = event.epoch, skip + 1, max(slowest_epoch, event.seconds)
             elif isinstance(event, Step):
                 step = event.step
             yield event
             if stop.stopped or tracker.should_stop_early:
                 break
+            more = skip < phase.epochs or p + 1 < len(phases)
+            if isinstance(event, EpochEnd) and more and _out_of_time(time_budget, t_call, slowest_epoch):
+                state = _state(session, tracker, p if skip < phase.epochs else p + 1, skip % phase.epochs, epoch, step,
+                               time.perf_counter() - t0)
+                checkpoint_lib.save(state, checkpoint)
+                model_dir = _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+                yield Paused(str(model_dir), str(checkpoint), epoch, time.perf_counter() - t0)
+                return
         if stop.stopped or tracker.should_stop_early:
             break
     if tracker.should_stop_early and not stop.stopped:
@@ -367,11 +396,41 @@ def fit(
     if tracker.best_state is None:  # stopped before the first epoch ended: keep what we have
         tracker.update(session.model, _validate(session, 0, math.nan, 0.0, t0, None))
     model_dir = _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+    if checkpoint:
+        Path(checkpoint).unlink(missing_ok=True)  # the run is over: nothing to resume
     seconds = time.perf_counter() - t0
     if stop.stopped:
         yield Stopped(str(model_dir), epoch, seconds)
     else:
         yield Finished(str(model_dir), tracker.best_epoch, tracker.best_key[0], seconds)
+
+
+def _out_of_time(budget: float | None, t_call: float, slowest_epoch: float) -> bool:
+    """Would one more epoch (as slow as the slowest so far, plus a margin for saving) overrun the budget?"""
+    return budget is not None and time.perf_counter() - t_call + 1.2 * slowest_epoch + 2.0 > budget
+
+
+def _state(session: Session, tracker: _Tracker, phase: int, done: int, epoch: int, step: int, seconds: float):
+    """The run after `done` epochs of phase `phase` (0: at its start, where no optimizer state carries over)."""
+    optimizer, scheduler = session.phase_state
+    return checkpoint_lib.RunState(
+        phase=phase, epochs_in_phase=done, epoch=epoch, step=step, seconds=seconds, model=session.model.state_dict(),
+        tracker=vars(tracker).copy(), rng=checkpoint_lib.rng_state(session),
+        optimizer=optimizer.state_dict() if done else None, scheduler=scheduler.state_dict() if done else None)
+
+
+def _restore(session: Session, tracker: _Tracker, state) -> None:
+    session.model.load_state_dict(state.model)
+    vars(tracker).update(state.tracker)
+    tracker.best_key = tuple(tracker.best_key) if tracker.best_key is not None else None
+    checkpoint_lib.restore_rng(session, state.rng)
+
+
+def _resume_phase(optimizer, scheduler, resumed) -> None:
+    """Put a half-done phase's optimizer and schedule back where the checkpoint left them."""
+    if resumed is not None and resumed.optimizer is not None:
+        optimizer.load_state_dict(resumed.optimizer)
+        scheduler.load_state_dict(resumed.scheduler)
 
 
 def _describe_device(session: Session) -> str:
@@ -397,8 +456,11 @@ def _steps_per_epoch(n_train: int, cfg: TrainConfig) -> int:
 def _one_cycle(optimizer, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
     # fastai's defaults: 25 % warm-up, start at max/25, anneal to max/1e5 (cosine); momentum 0.95 -> 0.85
     max_lrs = [g["lr"] for g in optimizer.param_groups]
+    total_steps = max(1, total_steps)
+    # torch's OneCycleLR divides by zero when the warm-up is exactly one step (4 steps at 25 %): warm up 30 % then
+    pct_start = 0.3 if 0.25 * total_steps == 1 else 0.25
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lrs, total_steps=max(1, total_steps), pct_start=0.25, div_factor=25.0,
+        optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=pct_start, div_factor=25.0,
         final_div_factor=1e5 / 25.0, base_momentum=0.85, max_momentum=0.95,
     )
 
@@ -419,7 +481,7 @@ def _validate(session: Session, epoch: int, train_loss: float, lr: float, t_epoc
     return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr)
 
 
-def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken):
+def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken, done: int = 0, resumed=None):
     """Head-only epochs on features computed once: the backbone never runs again after the embedding pass."""
     cfg, model = session.cfg, session.model
     models.set_trainable(model, session.groups, len(session.groups) - 1)
@@ -431,9 +493,11 @@ def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop:
     optimizer = session.optimizer([phase.lr], params_of=[list(head.parameters())])
     steps = phase.epochs * _steps_per_epoch(distributed.shard_len(len(train_f)), cfg)
     scheduler = _one_cycle(optimizer, steps)
+    _resume_phase(optimizer, scheduler, resumed)
+    session.phase_state = optimizer, scheduler
     _, loss_fn = _loss_fn(TrainConfig(label_smoothing=cfg.label_smoothing), session.num_classes)  # no mixup on features
     step = step0
-    for e in range(1, phase.epochs + 1):
+    for e in range(done + 1, phase.epochs + 1):
         t_epoch, losses = time.perf_counter(), []
         head.train()
         for idx in _epoch_batches(session, len(train_f)):
@@ -453,18 +517,21 @@ def _run_features(session: Session, phase: Phase, epoch0: int, step0: int, stop:
             return
 
 
-def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken):
+def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: StopToken, done: int = 0, resumed=None):
     """Epochs through the whole network on augmented image batches."""
     cfg, model = session.cfg, session.model
     n_groups = len(session.groups)
     lrs = session.group_lrs(phase.lr, phase.discriminative)
     models.set_trainable(model, session.groups, 0)  # the optimizer must see every parameter it may ever train
+    model.zero_grad(set_to_none=True)  # a head-only phase before this one leaves its last gradients behind
     optimizer = session.optimizer(lrs)
     steps_per_epoch = _steps_per_epoch(distributed.shard_len(len(session.train_x)), cfg)
     scheduler = _one_cycle(optimizer, phase.epochs * steps_per_epoch)
+    _resume_phase(optimizer, scheduler, resumed)
+    session.phase_state = optimizer, scheduler
     mixer, loss_fn = _loss_fn(cfg, session.num_classes)
     step, net, wrapped_from = step0, model, None
-    for e in range(1, phase.epochs + 1):
+    for e in range(done + 1, phase.epochs + 1):
         first = _first_trainable(phase, e, n_groups, cfg.freeze_layers)
         models.set_trainable(model, session.groups, first)
         models.train_mode(model)

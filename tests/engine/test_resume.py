@@ -1,0 +1,52 @@
+"""A run cut into chunks at epoch boundaries (as on a ZeroGPU Space) ends with exactly the weights of one
+uninterrupted run: engine/checkpoint.py saves and restores everything a run depends on."""
+from pathlib import Path
+
+import pytest
+
+from engine.checkpoint import load
+from engine.train import TrainConfig, fit, prepare
+
+RECIPES = {
+    # finetune: a head-only phase on cached features, then all layers; augmentation, mixup (numpy draws) and
+    # dropout exercise every random generator a run uses
+    "finetune+mixup": dict(model="resnet10t", weights="scratch", strategy="finetune", freeze_epochs=1, epochs=3,
+                           batch_size=32, img_size=32, augment="standard", mixup=0.4, drop_rate=0.2, lr=3e-3),
+    "progressive+resize": dict(model="resnet10t", weights="scratch", strategy="progressive", epochs=3, batch_size=32,
+                               img_size=32, progressive_resize=True, augment="light", lr=3e-3, patience=5),
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(small_shapes):
+    return prepare(small_shapes, 32)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_chunks_end_with_the_weights_of_one_run(prepared, tmp_path, recipe):
+    cfg = TrainConfig(**RECIPES[recipe], bf16=False)
+    whole = list(fit(prepared, cfg, str(tmp_path / "whole")))
+    assert whole[-1].kind == "finished"
+
+    checkpoint, calls, events = tmp_path / "run.ckpt", 0, []
+    while True:  # a budget of 0 s: every call ends after its first epoch
+        calls += 1
+        chunk = list(fit(prepared, cfg, str(tmp_path / "chunked"), checkpoint=str(checkpoint), time_budget=0))
+        events += chunk
+        if chunk[-1].kind != "paused":
+            break
+        assert Path(chunk[-1].model_dir, "model.safetensors").is_file()  # the best epoch so far is on disk
+        assert load(checkpoint).epoch == chunk[-1].epochs_done
+    epochs = sum(1 for e in whole if e.kind == "epoch_end")
+    assert calls == epochs and events[-1].kind == "finished"
+    assert not checkpoint.exists()  # finished: nothing left to resume
+    assert (tmp_path / "chunked" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    same = [(e.epoch, e.train_loss, e.val_loss) for e in events if e.kind == "epoch_end"]
+    assert same == [(e.epoch, e.train_loss, e.val_loss) for e in whole if e.kind == "epoch_end"]
+    assert [e.step for e in events if e.kind == "step"] == [e.step for e in whole if e.kind == "step"]
+
+
+def test_a_generous_budget_never_pauses(prepared, tmp_path):
+    cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=2, batch_size=32, img_size=32)
+    events = list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(tmp_path / "c"), time_budget=3600))
+    assert events[-1].kind == "finished" and not any(e.kind == "paused" for e in events)
