@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 
-from engine import data as data_lib
 from engine import checkpoint as checkpoint_lib
+from engine import data as data_lib
 from engine import distributed, models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy

@@ -15,6 +15,7 @@ import gradio as gr
 
 from demo import plots
 from demo.context import Context, user_errors
+from demo.zerogpu import train_in_chunks
 from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
@@ -91,7 +92,8 @@ def build(ctx: Context, key: gr.State):
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
             cfg = caps.check(config_from(settings), ctx.place.name)
-            job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token))
+            chunked = ctx.place.zero_gpu  # GPU work in time-limited calls: see demo/zerogpu.py
+            job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token, chunked))
             ws.train_settings = dict(settings)
         yield from stream(ctx, ws.key, job)
 
@@ -166,11 +168,13 @@ def _convert(name: str, value):
     return number
 
 
-def run_training(ws, cfg: TrainConfig, stop):
-    """The job body: decode once (cached per workspace), train, and hand the model to the workspace."""
+def run_training(ws, cfg: TrainConfig, stop, chunked: bool = False):
+    """The job body: decode once (cached per workspace), train (in GPU-sized chunks on a ZeroGPU Space), and
+    hand the model to the workspace."""
     prepared = yield from ws.decoded(cfg)
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
-    for event in fit(prepared, cfg, str(out_dir), stop):
+    events = train_in_chunks(prepared, cfg, str(out_dir), stop) if chunked else fit(prepared, cfg, str(out_dir), stop)
+    for event in events:
         if event.kind in ("finished", "stopped"):
             keep_lr_result(ws, cfg, event.model_dir)
             ws.set_model(event.model_dir, (cfg.val_fraction, cfg.seed))
@@ -211,6 +215,8 @@ class View:
                             f"val accuracy {event.val_acc:.1%} ({event.seconds:.1f} s)")
         elif kind == "log":
             self.log.append(event.message)
+        elif kind == "paused":
+            self.log.append(f"Checkpoint after epoch {event.epochs_done}; going on in the next GPU call")
         elif kind in ("finished", "stopped"):
             self.final = event
 
