@@ -5,7 +5,7 @@
 Both arms run the command line on the built-in shapes with the app's offline recipe (resnet10t from scratch,
 one-cycle at lr 1e-2): one process with --batch-size B, and N processes (gloo, CPU) with --batch-size B/N each,
 so every optimizer step sees B images in both. Prints the best validation accuracy of each seed, the means and
-their difference (target: within noise, i.e. about the spread between seeds), whether every process ended
+their difference with its standard error (target: within noise, about 2 standard errors), whether every process ended
 with the same weights, and the wall time of each arm (on a machine with fewer cores than processes x threads
 the processes compete for cores, so the time says nothing about scaling there).
 """
@@ -70,9 +70,11 @@ def main() -> None:
             times[1] += tn
             print(f"seed {seed}: 1 process x batch {args.batch_size}: {m1['val_accuracy']:.4f} ({t1:.1f} s)   "
                   f"{n} processes x batch {args.batch_size // n}: {mn['val_accuracy']:.4f} ({tn:.1f} s)", flush=True)
-    spread = statistics.stdev(single) if len(single) > 1 else float("nan")
-    print(f"mean accuracy: 1 process {statistics.mean(single):.4f}, {n} processes {statistics.mean(multi):.4f}, "
-          f"difference {statistics.mean(multi) - statistics.mean(single):+.4f} (seed-to-seed std of 1 process: {spread:.4f})")
+    std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else float("nan")  # noqa: E731
+    standard_error = (std(single) ** 2 / len(single) + std(multi) ** 2 / len(multi)) ** 0.5
+    print(f"mean accuracy: 1 process {statistics.mean(single):.4f} (std over seeds {std(single):.4f}), {n} processes "
+          f"{statistics.mean(multi):.4f} (std {std(multi):.4f}); difference {statistics.mean(multi) - statistics.mean(single):+.4f}, "
+          f"standard error of the difference {standard_error:.4f}")
     print(f"identical weights on every process: {same}")
     print(f"wall time: 1 process {times[0]:.1f} s, {n} processes {times[1]:.1f} s (ratio {times[1] / times[0]:.2f}) "
           f"on {os.cpu_count()} cores")

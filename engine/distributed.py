@@ -45,10 +45,10 @@ def init() -> None:
     """Join the process group torchrun describes (no-op in a single process or when already joined)."""
     if not launched() or dist.is_initialized():
         return
-    dev = device_of_this_process()
+    dev, backend_ = device_of_this_process(), _backend()
     if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    dist.init_process_group(_backend(), timeout=timedelta(seconds=TIMEOUT_S), device_id=dev if dev.type == "cuda" else None)
+        torch.cuda.set_device(dev)  # before NCCL starts, so each process's communicator lives on its own GPU
+    dist.init_process_group(backend_, timeout=timedelta(seconds=TIMEOUT_S), device_id=dev if backend_ == "nccl" else None)
 
 
 def _backend() -> str:
