@@ -369,28 +369,30 @@ def fit(
         yield Started(total_epochs, steps_per_epoch, total_epochs * steps_per_epoch, len(data.train), len(data.val),
                       cfg.model, cfg.resolved_strategy(), _describe_device(session))
     t_call, slowest_epoch = time.perf_counter(), 0.0
-    for p in range(first_phase, len(phases)):
-        phase, skip = phases[p], done_in_phase if p == first_phase else 0
-        runner = _run_features if phase.on_features else _run_images
-        for event in runner(session, phase, epoch - skip, step, stop, skip, resumed if p == first_phase else None):
-            if isinstance(event, EpochEnd):
-                tracker.update(session.model, event)
-                epoch, skip, slowest_epoch = event.epoch, skip + 1, max(slowest_epoch, event.seconds)
-            elif isinstance(event, Step):
-                step = event.step
-            yield event
+    try:
+        for p in range(first_phase, len(phases)):
+            phase, skip = phases[p], done_in_phase if p == first_phase else 0
+            runner = _run_features if phase.on_features else _run_images
+            for event in runner(session, phase, epoch - skip, step, stop, skip, resumed if p == first_phase else None):
+                if isinstance(event, EpochEnd):
+                    tracker.update(session.model, event)
+                    epoch, skip, slowest_epoch = event.epoch, skip + 1, max(slowest_epoch, event.seconds)
+                elif isinstance(event, Step):
+                    step = event.step
+                yield event
+                if stop.stopped or tracker.should_stop_early:
+                    break
+                more = skip < phase.epochs or p + 1 < len(phases)
+                if isinstance(event, EpochEnd) and more and _out_of_time(time_budget, t_call, slowest_epoch):
+                    next_phase, done = (p, skip) if skip < phase.epochs else (p + 1, 0)
+                    yield _pause(session, tracker, next_phase, done, epoch, step, t0, checkpoint, out_dir)
+                    return
             if stop.stopped or tracker.should_stop_early:
                 break
-            more = skip < phase.epochs or p + 1 < len(phases)
-            if isinstance(event, EpochEnd) and more and _out_of_time(time_budget, t_call, slowest_epoch):
-                state = _state(session, tracker, p if skip < phase.epochs else p + 1, skip % phase.epochs, epoch, step,
-                               time.perf_counter() - t0)
-                checkpoint_lib.save(state, checkpoint)
-                model_dir = _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
-                yield Paused(str(model_dir), str(checkpoint), epoch, time.perf_counter() - t0)
-                return
-        if stop.stopped or tracker.should_stop_early:
-            break
+    except Exception:
+        if tracker.best_state is not None:  # a crash mid-run still leaves the best epoch so far on disk
+            _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+        raise
     if tracker.should_stop_early and not stop.stopped:
         yield Log(f"Early stopping: validation loss has not improved for {cfg.patience} epochs")
     if tracker.best_state is None:  # stopped before the first epoch ended: keep what we have
@@ -403,6 +405,14 @@ def fit(
         yield Stopped(str(model_dir), epoch, seconds)
     else:
         yield Finished(str(model_dir), tracker.best_epoch, tracker.best_key[0], seconds)
+
+
+def _pause(session: Session, tracker: _Tracker, phase: int, done: int, epoch: int, step: int, t0: float,
+           checkpoint: str, out_dir: str) -> Paused:
+    """End this chunk: save the run's state to resume from, and the best epoch so far as a model folder."""
+    checkpoint_lib.save(_state(session, tracker, phase, done, epoch, step, time.perf_counter() - t0), checkpoint)
+    model_dir = _save(session, tracker, session.cfg, out_dir, time.perf_counter() - t0)
+    return Paused(str(model_dir), str(checkpoint), epoch, time.perf_counter() - t0)
 
 
 def _out_of_time(budget: float | None, t_call: float, slowest_epoch: float) -> bool:
