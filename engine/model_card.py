@@ -48,9 +48,16 @@ def public_metrics(metrics: dict) -> dict:
     out["hyperparameters"] = hyper
     if isinstance(out.get("weights"), str) and "/" in out["weights"]:
         out["weights"] = re.sub(r"(/[^\s/]+)+/([^\s/]+)", r"\2", out["weights"])
-    if "dataset" in out:
-        out["dataset"] = public_source(out["dataset"])
+    if isinstance(out.get("data"), dict):  # {source, load: {source, ...}, split}: see engine.train.prepare
+        data = dict(out["data"], source=public_source(out["data"].get("source")))
+        if isinstance(data.get("load"), dict):
+            data["load"] = dict(data["load"], source=public_source(data["load"].get("source")))
+        out["data"] = data
     return out
+
+
+def dataset_source(metrics: dict) -> str | None:
+    return (metrics.get("data") or {}).get("source")
 
 
 def figures(model_dir: str | Path) -> dict[str, bytes]:
@@ -94,7 +101,7 @@ def render(model_dir: str | Path, repo_id: str) -> str:
 def _front_matter(config: dict, metrics: dict) -> str:
     lines = ["---", "library_name: timm", "pipeline_tag: image-classification", "tags:", "- image-classification",
              "- timm", "- snapfit", "license: apache-2.0"]
-    dataset = hub_dataset_id(metrics.get("dataset"))
+    dataset = hub_dataset_id(dataset_source(metrics))
     if dataset:
         lines += ["datasets:", f"- {dataset}"]
     base = _base_model(config, metrics)
@@ -116,7 +123,7 @@ def _base_model(config: dict, metrics: dict) -> str | None:
 
 
 def _dataset_line(metrics: dict) -> str:
-    source = metrics.get("dataset")
+    source = dataset_source(metrics)
     if not source:
         return "an image dataset"
     if source == BUILTIN:

@@ -53,7 +53,7 @@ def build(ctx: Context, key: gr.State):
 def render(dataset: data_lib.LabelledImages):
     """Summary text, class-count frame and preview images for a dataset."""
     counts = dataset.counts()
-    train, val = data_lib.split(dataset.labels)
+    train, val = data_lib.split_dataset(dataset)
     lines = [
         f"**{len(dataset)} images in {len(counts)} classes** from `{Path(dataset.source).name or dataset.source}`",
         f"Split: {len(train)} for training, {len(val)} for validation (stratified, 20 %).",

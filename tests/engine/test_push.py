@@ -113,7 +113,8 @@ def test_the_cards_code_runs_and_agrees_with_snapfit(model_dir, tmp_path):
 
 def test_no_local_paths_or_pids_leave_the_machine(model_dir, hub_server):
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    metrics["dataset"] = "/tmp/snapfit/0123456789abcdef/data/my pets"
+    secret = "/tmp/snapfit/0123456789abcdef/data/my pets"
+    metrics["data"] = dict(source=secret, load=dict(source=secret, split=None), split=dict(kind="stratified"))
     metrics["hyperparameters"]["weights"] = "/home/alice/secret/weights.safetensors"
     (model_dir / "metrics.json").write_text(json.dumps(metrics))
     push.push(model_dir, REPO, token=TOKEN)
