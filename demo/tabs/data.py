@@ -16,13 +16,14 @@ import gradio as gr
 
 from demo import data_report, folder_upload, plots
 from demo.context import Context, user_errors
-from demo.workspace import Workspace
+from demo.workspace import Workspace, prepared_key
 from engine import data as data_lib
 from engine.errors import UserError
+from engine.train import Prepared, TrainConfig
 
-PREVIEW_IMAGES = 96  # at most this many thumbnails in the gallery, and at most PREVIEW_PER_CLASS per class
+PREVIEW_IMAGES = 96  # about this many thumbnails in the gallery (at least one per class), at most 4 per class
 PREVIEW_PER_CLASS = 4
-THUMBNAIL = 160
+THUMBNAIL = 128
 DEFAULT_MAX_PER_CLASS = 100  # a free Space should not download a 100 GB dataset to train for five minutes
 # Small, public image-classification datasets on the Hub (id: what it is), offered in the dataset box.
 SUGGESTED = {
@@ -77,9 +78,15 @@ def build(ctx: Context, key: gr.State):
     gallery = gr.Gallery(label="Preview", columns=8, height=300, object_fit="contain", elem_id="data-preview")
     outputs = [key, summary, warnings, counts, gallery]
 
-    def show(ws: Workspace, dataset: data_lib.LabelledImages):
+    def show(ws: Workspace, dataset: data_lib.LabelledImages, progress):
+        """Make `dataset` the session's, decode it for the Train tab's starting recipe (which finds unreadable and
+        duplicated images, and saves that run the decoding), and render it."""
         ws.set_dataset(dataset)
-        return (ws.key, *render(dataset))
+        try:
+            prepared, problem = ws.decode_now(TrainConfig(**ctx.recipe()), progress=reporter(progress, "Decoding")), None
+        except UserError as exc:  # loaded, but not trainable as it is (say, no class has 2 images): say why
+            prepared, problem = None, str(exc)
+        return (ws.key, *render(dataset, prepared, problem))
 
     @user_errors
     def load_data(source: str, key=None, progress=PROGRESS):
@@ -93,13 +100,13 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         source = resolve(dataset_id)
         if source == data_lib.BUILTIN:
-            return show(ws, data_lib.load_builtin())
+            return show(ws, data_lib.load_builtin(), progress)
         if not max_per_class or max_per_class < 2:
             raise UserError("At most how many images per class? Give a number of at least 2.")
         dataset = data_lib.load(source, config=_opt(config), split=_opt(split), image_column=_opt(image_column),
                                 label_column=_opt(label_column), max_per_class=int(max_per_class),
                                 progress=reporter(progress, "Reading the dataset"))
-        return show(ws, dataset)
+        return show(ws, dataset, progress)
 
     @user_errors
     def load_folder(files, paths: str, key=None, progress=PROGRESS):
@@ -107,7 +114,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         try:
             root = folder_upload.rebuild(files, paths, uploads(ws), progress=reporter(progress, "Receiving the folder"))
-            return show(ws, data_lib.load_folder(root, progress=reporter(progress, "Checking the images")))
+            return show(ws, data_lib.load_folder(root, progress=reporter(progress, "Checking the images")), progress)
         finally:
             tidy(ws)
 
@@ -119,7 +126,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         try:
             dest = uploads(ws) / f"zip-{uuid.uuid4().hex[:8]}"
-            return show(ws, data_lib.load_zip(Path(path), dest, progress=reporter(progress, "Checking the images")))
+            return show(ws, data_lib.load_zip(Path(path), dest, progress=reporter(progress, "Checking the images")), progress)
         finally:
             tidy(ws)
 
@@ -131,9 +138,9 @@ def build(ctx: Context, key: gr.State):
         job = ctx.jobs.latest(ws.key)
         if job is not None and not job.finished:
             return
-        in_use = next((Path(i) for i in (ws.dataset.images if ws.dataset else []) if isinstance(i, str)), None)
+        first = ws.dataset.images[0] if ws.dataset is not None and len(ws.dataset) else None  # uploads: all paths
         for folder in uploads(ws).iterdir():
-            if in_use is None or not in_use.is_relative_to(folder):
+            if not isinstance(first, str) or not Path(first).is_relative_to(folder):
                 shutil.rmtree(folder, ignore_errors=True)
 
     builtin_btn.click(load_data, [source, key], outputs, api_name="load_data", **CONCURRENCY)
@@ -144,7 +151,7 @@ def build(ctx: Context, key: gr.State):
         # Gradio lists a directory upload by basename, which shows a few look-alike names: the summary says it better.
         clear, None, folder, api_visibility="private")
     zip_file.upload(load_zip, [zip_file, key], outputs, api_name="load_zip", **CONCURRENCY)
-    return dict(outputs=outputs, load_data=load_data)
+    return dict(outputs=outputs)
 
 
 def clear():
@@ -176,30 +183,30 @@ def uploads(ws: Workspace) -> Path:
 
 
 def reporter(progress: gr.Progress, desc: str):
-    """The engine's progress callback (done, total) as a Gradio progress bar."""
-    def report(done: int, total: int | None = None) -> None:
-        progress((done, total), desc=desc, unit="images")
+    """The engine's progress callback, progress(done, total or None, stage), as a Gradio progress bar."""
+    def report(done: int, total: int | None = None, stage: str | None = None) -> None:
+        progress((done, total), desc=(stage or desc).capitalize(), unit="images")
     return report
 
 
-def render(dataset: data_lib.LabelledImages):
-    """Summary (with split sizes), warnings, class-count frame and preview thumbnails for a dataset."""
-    text = data_report.summary(dataset) + "\n\n" + data_report.split_sizes(dataset)
-    return text, data_report.warnings_markdown(dataset), plots.class_counts(dataset.counts()), preview(dataset)
+def render(dataset: data_lib.LabelledImages, prepared: Prepared | None = None, problem: str | None = None):
+    """Summary with split sizes, warnings, class-count frame and preview for a dataset (and its decoded form)."""
+    warnings = data_report.warnings_markdown(dataset, prepared)
+    if problem:
+        warnings = f"**Not ready to train:** {problem}\n\n{warnings}"
+    return data_report.summary(dataset, prepared), warnings, plots.class_counts(dataset.counts()), preview(dataset)
+
+
+def render_workspace(ctx: Context, ws: Workspace):
+    """The Data tab for a session's dataset (page load): the built-in one when none was chosen."""
+    prepared = ws.prepared.get(prepared_key(TrainConfig(**ctx.recipe())))
+    return render(ws.dataset_or_builtin(), prepared)
 
 
 def preview(dataset: data_lib.LabelledImages) -> list:
-    """A few thumbnails per class with their labels (unreadable images are left out: the warnings list them)."""
+    """A few thumbnails per class with their labels; fewer per class when there are many classes."""
     per_class = max(1, min(PREVIEW_PER_CLASS, PREVIEW_IMAGES // max(1, len(dataset.class_names))))
-    shown, out = {}, []
-    for image, label in zip(dataset.images, dataset.labels):
-        if len(out) >= PREVIEW_IMAGES or shown.get(label, 0) >= per_class:
-            continue
-        try:
-            thumb = data_lib.open_rgb(image)
-            thumb.thumbnail((THUMBNAIL, THUMBNAIL))
-        except (OSError, ValueError, SyntaxError, UserError):
-            continue
-        shown[label] = shown.get(label, 0) + 1
-        out.append((thumb, dataset.class_names[label]))
-    return out
+    try:
+        return data_lib.preview(dataset, per_class=per_class, size=THUMBNAIL)
+    except UserError:  # none of the picks could be read: the warnings say which
+        return []

@@ -17,13 +17,13 @@ from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
 from engine.export import read_metrics, zip_model_folder
-from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
+from engine.train import STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
 
 
 def build(ctx: Context, key: gr.State):
-    d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
+    d = ctx.recipe()
     base = TrainConfig()
     s = {}  # TrainConfig field -> the component that sets it; the /train API takes them as keyword arguments
     with gr.Row():
