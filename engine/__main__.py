@@ -51,7 +51,11 @@ OPTIONS = [
     ("--grad-clip", "grad_clip", float, "clip the gradient norm to this (0 = off)"),
     ("--accum-steps", "accum_steps", int, "accumulate gradients over this many batches"),
     ("--seed", "seed", int, "random seed (split, init, augmentation)"),
+    ("--memory-budget-mb", "memory_budget_mb", int,
+     "memory for decoded images; beyond it they are decoded per batch (default: $SNAPFIT_MEMORY_BUDGET_MB or 2048)"),
 ]
+DATA_HELP = ("builtin:shapes (the default), a folder or .zip of class folders (or of train/ + val/ holding them), "
+             "or a Hugging Face Hub dataset id owner/name (also hub:owner/name)")
 SWITCHES = [  # TrainConfig booleans: --name / --no-name
     ("--progressive-resize", "progressive_resize", "train at half size first, full size at the end"),
     ("--channels-last", "channels_last", "channels_last memory format (default: on with bf16, where it is faster)"),
@@ -67,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     for name, func, help_ in [("train", cmd_train, "fine-tune a model"), ("lr-find", cmd_lr_find, "run the LR range test")]:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--data", default="builtin:shapes", help="a folder of class subfolders, a .zip of one, or builtin:shapes (the default)")
+        _data_arguments(sp, "builtin:shapes")
         sp.add_argument("--model", default=defaults.model, help="any timm model name (default: %(default)s)")
         sp.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES],
                         help="auto: finetune with loaded weights, full from scratch")
@@ -102,10 +106,47 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("eval", help="evaluate a model folder on a labelled dataset (prints and writes metrics JSON)")
     sp.add_argument("--model-dir", required=True)
-    sp.add_argument("--data", required=True)
+    _data_arguments(sp, None)
     sp.add_argument("--out", help="metrics file to write (default: MODEL_DIR/eval.json)")
     sp.set_defaults(func=cmd_eval)
     return p
+
+
+def _data_arguments(sp, default: str | None) -> None:
+    """--data and the options of Hub datasets (train, lr-find and eval take the same)."""
+    sp.add_argument("--data", default=default, required=default is None, help=DATA_HELP)
+    sp.add_argument("--config", dest="data_config", help="Hub dataset: config (subset) name")
+    sp.add_argument("--split", dest="data_split",
+                    help="use only this split of the source (a Hub split, or a train/val/test folder); default: all, "
+                         "with the source's own train/validation split when it has one")
+    sp.add_argument("--image-column", help="Hub dataset: the image column (default: the first Image column)")
+    sp.add_argument("--label-column", help="Hub dataset: the label column (default: a ClassLabel, or label/labels/...)")
+    sp.add_argument("--max-per-class", type=int,
+                    help="Hub dataset: stream at most this many images per class (validation/test: a quarter as many)")
+
+
+def _load_data(args):
+    from engine import data
+
+    dataset = data.load(args.data, config=args.data_config, split=args.data_split, image_column=args.image_column,
+                        label_column=args.label_column, max_per_class=args.max_per_class, progress=(shown := _LoadProgress()))
+    if shown.printed:
+        print(file=sys.stderr)  # end the progress line
+    for warning in dataset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return dataset
+
+
+class _LoadProgress:
+    """progress(done, total, stage) of data.load: a line that updates on a terminal, nothing otherwise."""
+
+    def __init__(self) -> None:
+        self.tty, self.printed = sys.stderr.isatty(), False
+
+    def __call__(self, done: int, total: int | None, stage: str) -> None:
+        if self.tty:
+            self.printed = True
+            print(f"\r  {stage}: {done}" + (f"/{total}" if total else ""), end="", file=sys.stderr)
 
 
 def _config(args):
@@ -136,24 +177,22 @@ class _Progress:
 
 
 def cmd_train(args) -> int:
-    from engine import data
     from engine.train import fit
 
     show, last, cfg = _Progress(), None, _config(args)
-    for last in fit(data.load(args.data), cfg, args.out):
+    for last in fit(_load_data(args), cfg, args.out):
         show(last)
     print(json.dumps(asdict(last)))
     return 0
 
 
 def cmd_lr_find(args) -> int:
-    from engine import data
     from engine.figures import lr_curve
     from engine.lr_finder import check_range, find
 
     check_range(args.start_lr, args.end_lr, args.num_steps)
     show, last, cfg = _Progress(), None, _config(args)
-    for last in find(data.load(args.data), cfg, args.start_lr, args.end_lr, args.num_steps):
+    for last in find(_load_data(args), cfg, args.start_lr, args.end_lr, args.num_steps):
         show(last)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,19 +220,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from engine import data
     from engine.evaluate import evaluate, items_of_known_classes
     from engine.predict import Predictor
 
     predictor = Predictor.from_folder(args.model_dir)
-    dataset = data.load(args.data)
+    dataset = _load_data(args)
     names = predictor.class_names
     keep = items_of_known_classes(dataset, range(len(dataset)), names)
     labels = [names.index(dataset.class_names[dataset.labels[i]]) for i in keep]
     result = evaluate(predictor, [dataset.images[i] for i in keep], labels, names)
     for item in result["top_losses"]:  # name the file, not just its position in the list evaluated
-        image = dataset.images[keep[item["index"]]]
-        item["image"] = image if isinstance(image, str) else f"item {keep[item['index']]}"
+        item["image"] = dataset.name(keep[item["index"]])
     result["skipped_images"] = len(dataset) - len(keep)
     out = Path(args.out) if args.out else Path(args.model_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=1))

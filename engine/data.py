@@ -1,222 +1,227 @@
-"""Data: sources -> labelled images -> stratified split -> uint8 tensors decoded once -> batches.
+"""Data: sources -> labelled images -> train/validation split -> uint8 tensors decoded once -> batches.
 
-Sources: `builtin:shapes`, a folder of class subfolders, or a .zip of one. Every image is decoded once,
-converted to RGB whatever its mode, square-cropped and resized to the working size, and kept as uint8 in
-memory (a 64 px image costs 12 KB). Augmentation then runs on whole batches of tensors, which is far
-cheaper than per-image PIL transforms (benchmarks/).
+Sources (`load`): `builtin:shapes`; a folder or .zip of class folders, or of train/ + val/ (+ test/) holding
+them (engine/folders.py); a Hugging Face Hub dataset id `owner/name` or a local copy of a Hub dataset repo
+(engine/hub_data.py). Every image is decoded once (engine/images.py: any mode to RGB, EXIF rotation, first
+GIF frame, JPEG draft mode for big photos), square-cropped and resized to the working size, and kept as uint8
+in memory (a 64 px image costs 12 KB) up to a memory budget; beyond it, images are decoded again per batch
+with the same result. Augmentation then runs on whole batches of tensors, which is far cheaper than
+per-image PIL transforms (benchmarks/data_pipeline.py).
+
+`progress` callbacks are called as progress(done, total or None, stage) with stage a few plain words.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-import stat
-import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 
-from engine import sample
+from engine import labelled, sample
 from engine.errors import UserError
+from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
+from engine.hub_data import is_hub_id, is_repo_folder, load_hub
+from engine.images import DECODE_ERRORS, IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_rgb, to_square  # noqa: F401 (API)
+from engine.labelled import LabelledImages, listed, split_dataset, split_description, validate  # noqa: F401 (API)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-MAX_IMAGE_PIXELS = 50_000_000  # beyond this we refuse an image as a likely decompression bomb
-MAX_ZIP_FILES = 100_000
-MAX_ZIP_BYTES = 8 * 1024**3
+split = labelled.split  # the stratified split (load() has a `split` argument: the name of a source's split)
 BUILTIN = "builtin:shapes"
-
-
-@dataclass
-class LabelledImages:
-    """A dataset before decoding: class names, and per item an image (PIL or path) and a label index."""
-
-    class_names: list[str]
-    images: list  # PIL.Image.Image | str path
-    labels: list[int]
-    source: str
-    skipped: list[str] = field(default_factory=list)  # files that are not images or could not be read
-    warnings: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def counts(self) -> dict[str, int]:
-        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.class_names))
-        return {name: int(c) for name, c in zip(self.class_names, counts)}
+DEFAULT_MEMORY_BUDGET_MB = 2048  # decoded images kept in memory; SNAPFIT_MEMORY_BUDGET_MB overrides it
+DECODE_THREADS = int(os.environ.get("SNAPFIT_DECODE_THREADS", min(8, os.cpu_count() or 1)))  # PIL decodes without the GIL
 
 
 # ---------------------------------------------------------------------------------------------- sources
 
 
-def load(source: str) -> LabelledImages:
-    """Load `builtin:shapes`, a folder of class subfolders, or a .zip holding one."""
+def load(source: str, *, config: str | None = None, split: str | None = None, image_column: str | None = None,
+         label_column: str | None = None, max_per_class: int | None = None, progress=None) -> LabelledImages:
+    """Load `builtin:shapes`, a folder or .zip of class folders, or a Hub dataset (`owner/name`, `hub:owner/name`,
+    or a local copy of a Hub dataset repo). config, image_column, label_column and max_per_class are for Hub
+    datasets; split picks one split of a source that has several (a Hub split name, or train/val/test folders)."""
     source = (source or "").strip()
-    if not source or source in (BUILTIN, "builtin"):
-        return load_builtin()
+    hub_options = dict(config=config, image_column=image_column, label_column=label_column, max_per_class=max_per_class)
     if source.startswith("hub:"):
-        raise UserError("Hub datasets are not supported yet: download the dataset as a folder or zip.")
-    path = Path(os.path.expanduser(source))
+        return load_hub(source[4:].strip(), split=split, progress=progress, **hub_options)
+    path = Path(os.path.expanduser(source)) if source else None
+    if path is not None and is_repo_folder(path):
+        return load_hub(str(path), split=split, progress=progress, **hub_options)
+    if any(v is not None for v in hub_options.values()):
+        given = ", ".join(k for k, v in hub_options.items() if v is not None)
+        if not is_hub_id(source):
+            raise UserError(f"{given}: only for Hub datasets (owner/name), not for '{source or BUILTIN}'.")
+    if not source or source in (BUILTIN, "builtin"):
+        if split is not None:
+            raise UserError(f"The built-in dataset has no split '{split}' to pick.")
+        return load_builtin()
     if path.is_dir():
-        return load_folder(path)
+        return _with_origin(load_folder(path, split=split, progress=progress), source, split)
     if path.is_file() and path.suffix.lower() == ".zip":
-        return load_zip(path)
-    raise UserError(f"'{source}' is not a folder, a .zip or {BUILTIN}. Give a folder with one subfolder per class.")
+        return _with_origin(load_zip(path, split=split, progress=progress), source, split)
+    if is_hub_id(source) and not path.exists():
+        return load_hub(source, split=split, progress=progress, **hub_options)
+    raise UserError(f"'{source}' is not a folder, a .zip, a Hub dataset id (owner/name) or {BUILTIN}. "
+                    "Give a folder with one subfolder per class.")
+
+
+def _with_origin(data: LabelledImages, source: str, split: str | None) -> LabelledImages:
+    data.origin = dict(source=source, split=split)
+    return data
 
 
 def load_builtin(n_per_class: int = 150, seed: int = 0) -> LabelledImages:
     images, labels = sample.generate(n_per_class=n_per_class, seed=seed)
-    return LabelledImages(list(sample.CLASSES), images, labels, source=BUILTIN)
+    return LabelledImages(list(sample.CLASSES), images, labels, source=BUILTIN, origin=dict(source=BUILTIN))
 
 
-def _visible(path: Path) -> bool:
-    return not any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[tuple[np.ndarray, str]]:
+    """A few images of each class as (uint8 H x W x 3, class name), whatever the items are (paths, bytes, PIL)."""
+    picks, seen = [], {}
+    for i, label in enumerate(data.labels):
+        if seen.get(label, 0) < per_class:
+            seen[label] = seen.get(label, 0) + 1
+            picks.append(i)
+        if len(seen) == len(data.class_names) and all(n >= per_class for n in seen.values()):
+            break
+    tensors, _ = decode(data, picks, size)
+    return [(x.permute(1, 2, 0).numpy(), data.class_names[y]) for x, y in zip(tensors.x, tensors.y.tolist())]
 
 
-def load_folder(root: Path) -> LabelledImages:
-    """Classes are the subfolders of `root` (or of its single subfolder, a common zip layout)."""
-    root = Path(root)
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d.relative_to(root))]
-    if len(subdirs) == 1 and not any(f.is_file() for f in subdirs[0].iterdir() if _visible(f.relative_to(root))):
-        return load_folder(subdirs[0])  # a single wrapping folder: descend into it
-    images, labels, skipped, names = [], [], [], []
-    for d in subdirs:
-        files = [f for f in sorted(d.rglob("*")) if f.is_file() and _visible(f.relative_to(root))]
-        good = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-        skipped += [str(f.relative_to(root)) for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
-        if good:
-            names.append(d.name)
-            images += [str(f) for f in good]
-            labels += [len(names) - 1] * len(good)
-    data = LabelledImages(names, images, labels, source=str(root), skipped=skipped)
-    return validate(data)
+# ---------------------------------------------------------------------------------------------- decoding
 
 
-def validate(data: LabelledImages) -> LabelledImages:
-    if not data.labels:
-        raise UserError("No images found. Put images in one subfolder per class (e.g. cats/, dogs/).")
-    if len(data.class_names) < 2:
-        raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 subfolders.")
-    small = [name for name, n in data.counts().items() if n < 2]
-    if small:
-        data.warnings.append(f"Classes with fewer than 2 images are kept out of validation: {', '.join(small)}.")
-    if data.skipped:
-        data.warnings.append(f"Skipped {len(data.skipped)} files that are not images.")
-    return data
+def memory_budget_mb(value: int | None = None) -> int:
+    """The memory decoded images may take: `value`, else $SNAPFIT_MEMORY_BUDGET_MB, else the default."""
+    if value is None:
+        value = int(os.environ.get("SNAPFIT_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB))
+    return value
 
 
-def safe_extract(zip_path: Path, dest: Path) -> Path:
-    """Extract a zip, refusing path traversal, absolute paths, symlinks and size bombs."""
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as exc:
-        raise UserError(f"{Path(zip_path).name} is not a valid zip file.") from exc
-    with zf:
-        members = zf.infolist()
-        if len(members) > MAX_ZIP_FILES:
-            raise UserError(f"The zip holds {len(members)} entries; the limit is {MAX_ZIP_FILES}.")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise UserError(f"The zip would unpack to more than {MAX_ZIP_BYTES // 1024**3} GB; refused.")
-        dest = Path(dest).resolve()
-        for m in members:
-            target = (dest / m.filename).resolve()
-            if m.filename.startswith(("/", "\\")) or ".." in Path(m.filename).parts or not target.is_relative_to(dest):
-                raise UserError(f"The zip contains an unsafe path ({m.filename}); refused.")
-            if stat.S_ISLNK(m.external_attr >> 16):
-                raise UserError(f"The zip contains a symbolic link ({m.filename}); refused.")
-        zf.extractall(dest)
-    return dest
-
-
-def load_zip(zip_path: Path, dest: Path | None = None) -> LabelledImages:
-    dest = Path(dest) if dest else Path(zip_path).with_suffix("")
-    data = load_folder(safe_extract(zip_path, dest))
-    data.source = str(zip_path)
-    return data
-
-
-# ---------------------------------------------------------------------------------------------- images
-
-
-def open_rgb(image) -> Image.Image:
-    """Open a path or PIL image as upright RGB: EXIF rotation, first GIF frame, alpha on white, 16-bit scaled."""
-    img = image if isinstance(image, Image.Image) else Image.open(image)
-    if img.width * img.height > MAX_IMAGE_PIXELS:
-        raise UserError(f"Image too large ({img.width}x{img.height}); the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
-    img.seek(0) if getattr(img, "is_animated", False) else None
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / peak * 255.0, 0, 255).astype(np.uint8))
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA"):
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    return img.convert("RGB")
-
-
-def to_square(image, size: int) -> np.ndarray:
-    """Decode, center-crop to a square and resize to size x size: uint8 (size, size, 3)."""
-    if not isinstance(image, Image.Image):
-        image = Image.open(image)
-        if image.format == "JPEG":
-            image.draft("RGB", (size * 2, size * 2))  # let libjpeg decode at reduced scale: big photos decode ~4-8x faster
-    img = open_rgb(image)
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
-    return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
+def fits_in_memory(n_images: int, size: int, budget_mb: int | None = None) -> bool:
+    return n_images * 3 * size * size <= memory_budget_mb(budget_mb) * 1024**2
 
 
 @dataclass
 class Tensors:
-    """Decoded images (uint8, N x 3 x S x S) and labels (int64, N)."""
+    """Decoded images (uint8, N x 3 x S x S, or a LazyImages) and labels (int64, N).
+
+    `index` holds each item's position in the LabelledImages, `digests` a hash of its decoded pixels."""
 
     x: torch.Tensor
     y: torch.Tensor
+    index: list[int] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.y)
 
 
-def decode(data: LabelledImages, indices, size: int, progress=None) -> tuple[Tensors, list[str]]:
-    """Decode the given items once. Unreadable images are skipped and their names returned."""
-    arrays, labels, bad = [], [], []
+class LazyImages:
+    """Images decoded when a batch asks for them: what `decode` would have kept in memory, value for value,
+    for datasets beyond the memory budget. Indexing with a batch of positions returns a uint8 tensor."""
+
+    def __init__(self, data: LabelledImages, index: list[int], size: int, device=None) -> None:
+        self.data, self.index, self.size, self.device = data, index, size, torch.device(device or "cpu")
+        self.shape = (len(index), 3, size, size)
+        self.dtype = torch.uint8
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def to(self, device) -> LazyImages:
+        return LazyImages(self.data, self.index, self.size, device)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, int):
+            return self[[idx]][0]
+        positions = range(*idx.indices(len(self))) if isinstance(idx, slice) else torch.as_tensor(idx).flatten().tolist()
+        items = [self.index[p] for p in positions]
+        out = torch.empty((len(items), 3, self.size, self.size), dtype=torch.uint8)
+        for k, (arr, _) in enumerate(_decode_all(self.data, items, self.size)):
+            if arr is None:
+                raise UserError(f"{self.data.name(items[k])} could not be read any more (was it changed or removed "
+                                "during training?).")
+            out[k] = torch.from_numpy(arr).permute(2, 0, 1)
+        return out.to(self.device)
+
+
+def _decode_one(data: LabelledImages, i: int, size: int) -> tuple[np.ndarray | None, bytes]:
+    try:
+        arr = to_square(data.images[i], size)
+    except DECODE_ERRORS:
+        return None, b""
+    return arr, hashlib.blake2b(arr.tobytes(), digest_size=16).digest()
+
+
+def _decode_all(data: LabelledImages, indices: list[int], size: int):
+    """(array or None, digest) per item, in order; threads overlap the decoding (PIL releases the GIL)."""
+    if DECODE_THREADS <= 1 or len(indices) < 8:
+        return (_decode_one(data, i, size) for i in indices)
+    pool = ThreadPoolExecutor(DECODE_THREADS)
+    results = pool.map(lambda i: _decode_one(data, i, size), indices, chunksize=16)
+    pool.shutdown(wait=False)  # map has queued every item; the pool's threads exit once it is drained
+    return results
+
+
+def decode(data: LabelledImages, indices, size: int, progress=None, lazy: bool = False) -> tuple[Tensors, list[str]]:
+    """Decode the given items once. Unreadable images are skipped and their names returned.
+
+    lazy: check every image now (decoding it once) but keep none; batches decode theirs when asked (LazyImages).
+    """
     indices = list(indices)
-    for n, i in enumerate(indices):
-        try:
-            arrays.append(to_square(data.images[i], size))
-            labels.append(data.labels[i])
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, UserError):
-            bad.append(data.images[i] if isinstance(data.images[i], str) else f"item {i}")
+    x = None if lazy else torch.empty((len(indices), 3, size, size), dtype=torch.uint8)
+    keep, digests, bad = [], [], []
+    for n, (i, (arr, digest)) in enumerate(zip(indices, _decode_all(data, indices, size))):
+        if arr is None:
+            bad.append(data.name(i))
+        else:
+            if x is not None:
+                x[len(keep)] = torch.from_numpy(arr).permute(2, 0, 1)
+            keep.append(i)
+            digests.append(digest)
         if progress and (n % 64 == 0 or n == len(indices) - 1):
-            progress(n + 1, len(indices))
-    if not arrays:
+            progress(n + 1, len(indices), "decoding" if not lazy else "checking images")
+    if not keep:
         raise UserError("None of the images could be read.")
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return Tensors(x, torch.tensor(labels, dtype=torch.int64)), bad
+    y = torch.tensor([data.labels[i] for i in keep], dtype=torch.int64)
+    x = LazyImages(data, keep, size) if lazy else x[: len(keep)]
+    return Tensors(x, y, keep, digests), bad
 
 
-# ---------------------------------------------------------------------------------------------- split
+def decode_split(data: LabelledImages, train_idx, val_idx, size: int, progress=None, memory_budget: int | None = None):
+    """Decode a train/validation split once: (train Tensors, val Tensors, unreadable names, warnings).
+
+    Lazy beyond the memory budget. Warns about unreadable images (and records them on `data`) and about
+    validation images identical to training images (their accuracy would flatter the model)."""
+    lazy = not fits_in_memory(len(train_idx) + len(val_idx), size, memory_budget)
+    train, bad_t = decode(data, train_idx, size, progress, lazy=lazy)
+    val, bad_v = decode(data, val_idx, size, lazy=lazy)
+    bad, warnings = bad_t + bad_v, []
+    if lazy:
+        warnings.append(f"{len(train) + len(val)} images at {size} px exceed the memory budget of "
+                        f"{memory_budget_mb(memory_budget)} MB: they are decoded again for every batch (slower).")
+    if bad:
+        warnings.append(f"Skipped {len(bad)} unreadable images: {listed(bad)}.")
+        data.skipped += [b for b in bad if b not in data.skipped]
+        if warnings[-1] not in data.warnings:
+            data.warnings.append(warnings[-1])
+    same = identical(train, val)
+    if same:
+        pairs = [f"{data.name(v)} = {data.name(t)}" for v, t in same]
+        warnings.append(f"{len(same)} validation images are identical to training images (validation accuracy will "
+                        f"look better than it is): {listed(pairs, 5)}.")
+    return train, val, bad, warnings
 
 
-def split(labels: list[int], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Stratified split: about val_fraction of each class goes to validation (at least one, never all)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"Validation fraction must be between 0 and 1 (got {val_fraction}).")
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    train, val = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = 0 if len(idx) < 2 else min(len(idx) - 1, max(1, round(len(idx) * val_fraction)))
-        val += idx[:n_val].tolist()
-        train += idx[n_val:].tolist()
-    return sorted(train), sorted(val)
+def identical(train: Tensors, val: Tensors) -> list[tuple[int, int]]:
+    """(validation item, training item) pairs whose decoded pixels are identical, as dataset indices."""
+    seen = {d: i for d, i in zip(train.digests, train.index)}
+    return [(i, seen[d]) for d, i in zip(val.digests, val.index) if d in seen]
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -255,7 +260,7 @@ def augmentation_preview(data: LabelledImages, preset: str, size: int, n: int = 
     training loop augments them. Returns [(uint8 H x W x 3 array, caption)]."""
     if preset not in AUGMENTATIONS:
         raise UserError(f"Augmentation must be one of {', '.join(AUGMENTATIONS)} (got {preset!r}).")
-    train, _ = split(data.labels, seed=seed)
+    train, _ = split_dataset(data, seed=seed)
     picks = np.random.default_rng(seed).choice(train, size=min(n, len(train)), replace=False)
     images, _ = decode(data, picks.tolist(), size)
     originals = images.x.float().div(255.0)

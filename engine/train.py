@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ class TrainConfig:
     bf16: bool | None = None  # None = where the hardware supports it
     channels_last: bool | None = None  # None = with bf16 (faster there; in fp32 on a CPU it is slower)
     seed: int = 0
+    memory_budget_mb: int | None = None  # decoded images kept in memory; beyond, decoded per batch. None: engine.data default
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -109,6 +110,8 @@ class TrainConfig:
             (_is_int(self.patience) and self.patience >= 0, "patience must be >= 0"),
             (_is_num(self.grad_clip) and self.grad_clip >= 0, "gradient clipping must be >= 0"),
             (_is_int(self.accum_steps) and 1 <= self.accum_steps <= 256, "gradient accumulation steps must be 1-256"),
+            (self.memory_budget_mb is None or (_is_int(self.memory_budget_mb) and self.memory_budget_mb >= 0),
+             "memory budget must be a whole number of MB (0: decode every batch)"),
         ]
         for ok, message in rules:
             if not ok:
@@ -145,15 +148,18 @@ class Prepared:
     val: data_lib.Tensors
     img_size: int
     skipped: list[str]
+    warnings: list[str] = field(default_factory=list)
+    data_info: dict = field(default_factory=dict)  # source and split, written to metrics.json to make them again
 
 
-def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None) -> Prepared:
-    train_idx, val_idx = data_lib.split(data.labels, val_fraction, seed)
+def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None,
+            memory_budget_mb: int | None = None) -> Prepared:
+    train_idx, val_idx = data_lib.split_dataset(data, val_fraction, seed)
     if not val_idx:
         raise UserError("Too few images for a validation split: give every class at least 2 images.")
-    train, bad_t = data_lib.decode(data, train_idx, img_size, progress)
-    val, bad_v = data_lib.decode(data, val_idx, img_size)
-    return Prepared(list(data.class_names), train, val, img_size, bad_t + bad_v)
+    train, val, bad, warnings = data_lib.decode_split(data, train_idx, val_idx, img_size, progress, memory_budget_mb)
+    info = dict(source=data.source, load=data.origin, split=data_lib.split_description(data, val_fraction, seed))
+    return Prepared(list(data.class_names), train, val, img_size, bad, warnings, info)
 
 
 def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
@@ -164,7 +170,7 @@ def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
     if isinstance(data, Prepared):
         return data
     yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
-    return prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed)
+    return prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed, memory_budget_mb=cfg.memory_budget_mb)
 
 
 def device_for() -> torch.device:
@@ -323,8 +329,8 @@ def fit(
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     data = yield from ensure_prepared(data, cfg)
-    if data.skipped:
-        yield Log(f"Skipped {len(data.skipped)} unreadable images")
+    for warning in data.warnings:
+        yield Log(warning)
     session = Session(data, cfg)
     yield Log(f"{cfg.model}: {session.report.describe()}")
     phases = plan(cfg)
@@ -503,6 +509,7 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy(), lr=cfg.resolved_lr(), bf16=session.bf16,
                                             channels_last=session.channels_last),
         weights=session.report.describe(),
+        data=session.prepared.data_info,
         num_train=len(session.train_y),
         num_val=len(session.val_y),
         seconds=round(seconds, 2),

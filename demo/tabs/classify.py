@@ -103,7 +103,7 @@ def classify(ctx: Context, key, img, use_tta: bool = False, show_cam: bool = Tru
 def validation_examples(ws) -> list:
     """A few validation images spread over the classes, as (array, class name), at the model's size if any."""
     dataset = ws.dataset_or_builtin()
-    _, val_idx = data_lib.split(dataset.labels, *ws.model_split)
+    _, val_idx = data_lib.split_dataset(dataset, *ws.model_split)
     by_class = {}
     for i in val_idx:
         by_class.setdefault(dataset.labels[i], []).append(i)

@@ -76,7 +76,7 @@ def evaluate_workspace(ws) -> dict:
         raise UserError("There is no trained model yet: train one on the Train tab (or load one on the Classify tab).")
     dataset = ws.dataset_or_builtin()
     names = predictor.class_names
-    _, val_idx = data_lib.split(dataset.labels, *ws.model_split)
+    _, val_idx = data_lib.split_dataset(dataset, *ws.model_split)
     val_idx = items_of_known_classes(dataset, val_idx, names)
     decoded, _ = data_lib.decode(dataset, val_idx, predictor.img_size)  # unreadable files are skipped, labels follow
     images = list(decoded.x.permute(0, 2, 3, 1).numpy())

@@ -1,0 +1,178 @@
+"""Folders and zips of images, in the layouts public datasets use.
+
+    root/cats/*.jpg, root/dogs/*.jpg                     classes are the folders
+    root/wrapper/cats/..., root/wrapper/dogs/...         one wrapping folder (how most zips are made)
+    root/train/cats/..., root/val/cats/..., root/test/.. the source's own split (val, valid, validation, dev)
+
+Hidden files, `__MACOSX/` and `.DS_Store` are ignored; other files that are not images are skipped and
+counted; image files whose header cannot be read, or that are too large, are skipped and listed by name.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from engine.errors import UserError
+from engine.images import IMAGE_SUFFIXES, problem
+from engine.labelled import SPLIT_NAMES, LabelledImages, listed, own_splits, validate
+
+MAX_ZIP_FILES = 100_000
+MAX_ZIP_BYTES = 8 * 1024**3  # uncompressed total; zipfile never writes more than the sizes declared in the zip
+JUNK_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini", "@eaDir"}
+
+
+def ignored(name: str) -> bool:
+    """Hidden files and folders, and the debris of macOS, Windows and NAS zips."""
+    return name.startswith(".") or name in JUNK_NAMES
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return [d for d in sorted(folder.iterdir()) if d.is_dir() and not ignored(d.name)]
+
+
+def _files(folder: Path) -> list[Path]:
+    """Visible files under `folder`, at any depth, in a stable order (symlinked folders are not followed)."""
+    out = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not ignored(d))
+        out += [Path(top) / n for n in sorted(names) if not ignored(n)]
+    return out
+
+
+def _unwrap(root: Path) -> Path:
+    """Descend through single wrapping folders that hold nothing else (a lone class folder is not unwrapped)."""
+    while True:
+        subdirs = _subdirs(root)
+        loose = any(f.is_file() and not ignored(f.name) for f in root.iterdir())
+        if len(subdirs) != 1 or loose or not _subdirs(subdirs[0]):
+            return root
+        root = subdirs[0]
+
+
+def _layout(root: Path) -> dict[str | None, Path]:
+    """{split name: folder of class folders}; {None: root} when the folders are the classes themselves."""
+    subdirs = _subdirs(root)
+    names = [SPLIT_NAMES.get(d.name.lower()) for d in subdirs]
+    if subdirs and all(names) and "train" in names:
+        return {d.name: d for d in subdirs}
+    return {None: root}
+
+
+def load_folder(root: Path, split: str | None = None, progress=None) -> LabelledImages:
+    """Classes are the subfolders of `root` (see the module docstring for the layouts understood).
+
+    `split` keeps one of the source's own splits (e.g. "train" or "val"); the training split is then stratified.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"'{root}' is not a folder.")
+    root = _unwrap(root)
+    layout = _layout(root)
+    if split is not None:
+        layout = _one_split(layout, split, root)
+    entries = []  # (split or None, class name, file)
+    skipped: dict[str, list[str]] = {"not images": [], "unreadable": [], "too large": [], "outside class folders": []}
+    for split_name, folder in layout.items():
+        skipped["outside class folders"] += [str(f.relative_to(root)) for f in folder.iterdir() if f.is_file() and not ignored(f.name)]
+        for class_dir in _subdirs(folder):
+            name = unicodedata.normalize("NFC", class_dir.name)  # macOS zips store names decomposed
+            entries += [(split_name, name, f) for f in _files(class_dir)]
+    names, images, labels, parts = sorted({e[1] for e in entries}), [], [], {}
+    for n, (split_name, name, f) in enumerate(entries):
+        if progress and n % 256 == 0:
+            progress(n, len(entries), "checking files")
+        rel = str(f.relative_to(root))
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped["not images"].append(rel)
+            continue
+        why = problem(f)
+        if why:
+            skipped["too large" if why.startswith("too large") else "unreadable"].append(rel)
+            continue
+        parts.setdefault(split_name, []).append(len(images))
+        images.append(str(f))
+        labels.append(names.index(name))
+    used = sorted(set(labels))  # classes whose folders held no usable image are dropped
+    remap = {old: new for new, old in enumerate(used)}
+    data = LabelledImages([names[c] for c in used], images, [remap[y] for y in labels], source=str(root),
+                          skipped=[f for files in skipped.values() for f in files])
+    if None not in layout:
+        data.splits, notes = own_splits(parts)
+        data.warnings += notes
+    _warn_skipped(data, skipped)
+    return validate(data)
+
+
+def _one_split(layout: dict, split: str, root: Path) -> dict:
+    if None in layout:
+        raise UserError(f"'{root.name}' has no train/val/test folders, so there is no split '{split}' to pick.")
+    wanted = SPLIT_NAMES.get(split.lower(), split.lower())
+    chosen = {name: d for name, d in layout.items() if SPLIT_NAMES[name.lower()] == wanted}
+    if not chosen:
+        raise UserError(f"'{root.name}' has no split '{split}'. Its splits: {', '.join(layout)}.")
+    return chosen
+
+
+def _warn_skipped(data: LabelledImages, skipped: dict[str, list[str]]) -> None:
+    if skipped["not images"]:
+        data.warnings.append(f"Skipped {len(skipped['not images'])} files that are not images.")
+    if skipped["outside class folders"]:
+        data.warnings.append(f"Skipped {len(skipped['outside class folders'])} files that are not in a class folder: "
+                             f"{listed(skipped['outside class folders'])}.")
+    if skipped["unreadable"]:
+        data.warnings.append(f"Skipped {len(skipped['unreadable'])} unreadable images: {listed(skipped['unreadable'])}.")
+    if skipped["too large"]:
+        data.warnings.append(f"Refused {len(skipped['too large'])} images too large to decode safely (possible "
+                             f"decompression bombs): {listed(skipped['too large'])}.")
+
+
+# ---------------------------------------------------------------------------------------------- zips
+
+
+def _check_member(m: zipfile.ZipInfo, dest: Path) -> None:
+    name = m.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")) or \
+            not (dest / name).resolve().is_relative_to(dest):
+        raise UserError(f"The zip contains an unsafe path ({name}); refused.")
+    if stat.S_ISLNK(m.external_attr >> 16):
+        raise UserError(f"The zip contains a symbolic link ({name}); refused.")
+
+
+def safe_extract(zip_path: Path, dest: Path) -> Path:
+    """Extract a zip, refusing path traversal, absolute paths, symlinks and size bombs before writing anything.
+
+    Hidden files and `__MACOSX/` are not extracted.
+    """
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(f"{Path(zip_path).name} is not a valid zip file.") from exc
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_ZIP_FILES:
+            raise UserError(f"The zip holds {len(members)} entries; the limit is {MAX_ZIP_FILES}.")
+        total = sum(m.file_size for m in members)
+        if total > MAX_ZIP_BYTES:
+            raise UserError(f"The zip would unpack to {total / 1024**3:.1f} GB; the limit is {MAX_ZIP_BYTES / 1024**3:.1f} GB. Refused.")
+        dest = Path(dest).resolve()
+        for m in members:
+            _check_member(m, dest)
+        keep = [m for m in members if not any(ignored(p) for p in PurePosixPath(m.filename).parts)]
+        try:
+            for m in keep:
+                zf.extract(m, dest)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a corrupt member (bad CRC, truncated data)
+            raise UserError(f"{Path(zip_path).name} is damaged ({exc}); make the zip again.") from exc
+    return dest
+
+
+def load_zip(zip_path: Path, dest: Path | None = None, split: str | None = None, progress=None) -> LabelledImages:
+    """A zip of one of the folder layouts, extracted to `dest` (default: next to the zip, without .zip)."""
+    dest = Path(dest) if dest else Path(zip_path).with_suffix("")
+    data = load_folder(safe_extract(zip_path, dest), split=split, progress=progress)
+    data.source = str(zip_path)
+    return data

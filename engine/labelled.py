@@ -1,0 +1,133 @@
+"""A dataset before decoding (`LabelledImages`), its checks, and its train/validation split.
+
+Every source (built-in, folder, zip, Hub) ends here. When the source has its own train/validation split
+(`train/` + `val/` folders, a Hub dataset's splits) it is recorded in `splits` and `split_dataset` uses it;
+otherwise the split is stratified and fully determined by (val_fraction, seed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.errors import UserError
+
+LIST_LIMIT = 10  # names listed in one warning line; the full list is in `skipped`
+
+
+@dataclass
+class LabelledImages:
+    """Class names, and per item an image (a path, encoded bytes or a PIL image) and a label index."""
+
+    class_names: list[str]
+    images: list  # a sequence: PIL.Image.Image | str path | bytes
+    labels: list[int]
+    source: str
+    skipped: list[str] = field(default_factory=list)  # names of files that are not images or could not be read
+    warnings: list[str] = field(default_factory=list)
+    splits: dict[str, list[int]] = field(default_factory=dict)  # the source's own "train"/"validation"/"test" items
+    origin: dict = field(default_factory=dict)  # the load() arguments that give this dataset again
+    item_names: list[str] | None = None  # how to name an item in messages when it has no path
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.class_names))
+        return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def name(self, i: int) -> str:
+        if self.item_names is not None:
+            return self.item_names[i]
+        image = self.images[i]
+        return image if isinstance(image, str) else f"item {i}"
+
+    def has_own_split(self) -> bool:
+        return bool(self.splits.get("train")) and bool(self.splits.get("validation"))
+
+
+def listed(names: list[str], limit: int = LIST_LIMIT) -> str:
+    """'a, b, c' or 'a, b, ... and 7 more': a warning stays one line however many files are named."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def validate(data: LabelledImages) -> LabelledImages:
+    """Refuse what cannot be trained on; warn about what can but should be looked at."""
+    if not data.labels:
+        raise UserError("No images found. Put images in one subfolder per class (e.g. cats/, dogs/).")
+    if len(data.class_names) < 2:
+        raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 classes.")
+    small = [name for name, n in data.counts().items() if n < 2]
+    if small:
+        data.warnings.append(f"Classes with fewer than 2 images are kept out of validation: {listed(small)}.")
+    if data.has_own_split():
+        in_train = set(np.asarray(data.labels)[data.splits["train"]].tolist())
+        missing = [name for c, name in enumerate(data.class_names) if c not in in_train]
+        if missing:
+            data.warnings.append(f"Classes with no training images (only validation or test): {listed(missing)}.")
+    counts = [n for n in data.counts().values() if n]
+    if counts and max(counts) >= 10 * min(counts):
+        data.warnings.append(f"Imbalanced classes: the largest has {max(counts)} images, the smallest {min(counts)}.")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- split
+
+
+def split(labels: list[int], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Stratified split: about val_fraction of each class goes to validation (at least one, never all)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"Validation fraction must be between 0 and 1 (got {val_fraction}).")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = 0 if len(idx) < 2 else min(len(idx) - 1, max(1, round(len(idx) * val_fraction)))
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return sorted(train), sorted(val)
+
+
+def split_dataset(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, validation) item indices: the dataset's own split when it has one (val_fraction and seed are
+    then unused), else the stratified split of `split`. The same dataset always gives the same split."""
+    if data.has_own_split():
+        return sorted(data.splits["train"]), sorted(data.splits["validation"])
+    return split(data.labels, val_fraction, seed)
+
+
+def split_description(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> dict:
+    """What a model folder records so its split can be made again (see engine.train)."""
+    if data.has_own_split():
+        return dict(kind="dataset", note="the dataset's own train/validation split")
+    return dict(kind="stratified", val_fraction=val_fraction, seed=seed)
+
+
+def own_splits(parts: dict[str, list[int]]) -> tuple[dict[str, list[int]], list[str]]:
+    """Map a source's split names (train/val/valid/dev/test/...) to train/validation/test item lists.
+
+    With no validation split, the test split validates (common public layouts ship train + test only).
+    Returns the splits and notes for the user. Without a train split there is no own split: ({}, notes).
+    """
+    canon = {SPLIT_NAMES.get(name.lower(), name): items for name, items in parts.items()}
+    if "train" not in canon or len(canon) < 2:
+        return {}, []
+    notes = []
+    out = {"train": canon["train"]}
+    if "validation" in canon:
+        out["validation"] = canon["validation"]
+        if "test" in canon:
+            out["test"] = canon["test"]
+    elif "test" in canon:
+        out["validation"] = canon["test"]
+        notes.append("No validation split: the test split is used for validation.")
+    unused = sorted(set(canon) - {"train", "validation", "test"})
+    if unused:
+        notes.append(f"Splits not used: {', '.join(unused)}.")
+    return (out if "validation" in out else {}), notes
+
+
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+               "valid": "validation", "dev": "validation", "test": "test", "testing": "test"}
