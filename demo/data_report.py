@@ -5,6 +5,7 @@ found while decoding) come first; this adds the skipped files it did not name, a
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from engine import data as data_lib
@@ -15,8 +16,10 @@ IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accurac
 
 def summary(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
     counts = dataset.counts()
+    origin = str(dataset.origin.get("source", ""))
+    name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
     return "\n\n".join([
-        f"**{len(dataset)} images in {len(counts)} classes** from `{Path(dataset.source).name or dataset.source}`",
+        f"**{len(dataset)} images in {len(counts)} classes** from `{name}`",
         "Classes: " + ", ".join(f"{name} ({n})" for name, n in counts.items()),
         split_sizes(dataset, prepared),
     ])
@@ -35,6 +38,8 @@ def split_sizes(dataset: data_lib.LabelledImages, prepared: Prepared | None = No
 
 def warnings(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> list[str]:
     out = list(dataset.warnings) + [w for w in (prepared.warnings if prepared else []) if w not in dataset.warnings]
+    root = str(Path(dataset.source)) + os.sep
+    out = [w.replace(root, "") for w in out]  # files by their place in the dataset, not on the server's disk
     unnamed = [s for s in dataset.skipped if not any(s in w for w in out)]
     if unnamed:
         out.append(f"Skipped files: {data_lib.listed([f'`{s}`' for s in unnamed])}.")

@@ -1,6 +1,7 @@
 """The Data tab through gradio_client: folder upload with class names, zip, Hub offline, the report, progress,
 per-session isolation, and bad input that gets a clear message while the app keeps serving."""
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def zip_of(root: Path, out: Path, extra: dict[str, bytes] | None = None) -> Path
     return out
 
 
+def drain(job) -> list:
+    """Every update the server sent for a finished job, in order (statuses with progress, outputs)."""
+    updates = []
+    while not job.communicator.updates.empty():
+        updates.append(job.communicator.updates.get_nowait())
+    return updates
+
+
 def captions(gallery) -> list[str]:
     return [item["caption"] for item in gallery]
 
@@ -75,6 +84,19 @@ def test_a_picked_folder_keeps_its_class_names(app, tmp_path):
     assert "`cats/notes.txt`" in warnings
     assert [row[:2] for row in counts["data"]] == [["cats", 4], ["dogs é", 3]]
     assert sorted(set(captions(gallery))) == ["cats", "dogs é"] and len(gallery) == 7
+
+
+def test_a_folder_with_its_own_split_keeps_it_and_warns_about_identical_images(app, tmp_path):
+    url, _ = app
+    root = tmp_path / "photos"
+    make_folder(root / "train", {"cats": 4, "dogs": 4})
+    make_folder(root / "val", {"cats": 2, "dogs": 2}, size=(30, 30))
+    shutil.copyfile(root / "train" / "cats" / "img 0.png", root / "val" / "cats" / "copy.png")  # leaked into validation
+    summary, warnings, _, _ = client(url).predict(*folder_upload_args(root), api_name="/load_folder")
+    assert "13 images in 2 classes" in summary
+    assert "Split: 8 for training, 5 for validation (the dataset's own train/validation split)" in summary
+    assert "identical to training images" in warnings
+    assert "val/cats/copy.png = train/cats/img 0.png" in warnings  # named inside the dataset, not by server path
 
 
 def test_a_zip_loads_and_reports_problems(app, tmp_path):
@@ -93,14 +115,16 @@ def test_loading_shows_real_progress(app, tmp_path):
     root = make_folder(tmp_path / "many", {"a": 60, "b": 60})
     job = client(url).submit(*folder_upload_args(root), api_name="/load_folder")
     summary, *_ = job.result(timeout=120)
-    assert "120 images in 2 classes" in summary
-    updates = []
-    while not job.communicator.updates.empty():  # every status the server sent, in order
-        updates.append(job.communicator.updates.get_nowait())
-    steps = [unit for u in updates if getattr(u, "code", None) == Status.PROGRESS for unit in u.progress_data or []]
-    received = [s for s in steps if s.desc == "Receiving the folder"]
-    assert received and all(s.length == 120 for s in received)
-    assert [s.index for s in received] == sorted(s.index for s in received)  # counts up, never invented
+    assert "120 images in 2 classes" in summary and "Split: 96 for training, 24 for validation" in summary
+    steps = [unit for u in drain(job) if getattr(u, "code", None) == Status.PROGRESS for unit in u.progress_data or []]
+    # Gradio sends the latest step every 10 ms, so short stages may be merged; the decoding of the 96 training
+    # images (the engine's own count) ends just before the preview is drawn, and always reaches the page.
+    decoding = [s for s in steps if s.desc == "Decoding"]
+    assert decoding and decoding[-1].index == decoding[-1].length == 96, steps
+    assert {s.desc for s in steps} <= {"Receiving the folder", "Checking files", "Decoding"}, steps
+    for desc in {s.desc for s in steps}:
+        indices = [s.index for s in steps if s.desc == desc]
+        assert indices == sorted(indices)  # counts up, never invented
 
 
 def test_sessions_never_see_each_others_dataset(app, tmp_path):
@@ -195,3 +219,42 @@ def test_resolve_accepts_hub_ids_and_builtin():
     assert data_tab.resolve(" builtin:shapes ") == data_lib.BUILTIN
     assert data_tab.resolve("AI-Lab-Makerere/beans") == "hub:AI-Lab-Makerere/beans"
     assert data_tab.resolve("hub:uoft-cs/cifar10") == "hub:uoft-cs/cifar10"
+
+
+@pytest.fixture(scope="module")
+def hub_standin(tmp_path_factory):
+    """A Hub dataset the app can load offline: `snapfit-test/colours` (train 12 + test 6 images, 2 classes) in a
+    datasets cache of its own, seeded from a local repo folder (STACK.md: a pre-seeded cache under HF_HUB_OFFLINE)."""
+    import datasets
+
+    root = tmp_path_factory.mktemp("hub")
+    features = datasets.Features({"picture": datasets.Image(), "kind": datasets.ClassLabel(names=["red", "blue"])})
+
+    def part(n, seed):
+        images = [Image.new("RGB", (16, 16), (255, seed + i, 0) if i % 2 == 0 else (0, seed + i, 255)) for i in range(n)]
+        return datasets.Dataset.from_dict({"picture": images, "kind": [i % 2 for i in range(n)]}, features=features)
+
+    (root / "repo" / "data").mkdir(parents=True)
+    part(12, 0).to_parquet(str(root / "repo" / "data" / "train-00000-of-00001.parquet"))
+    part(6, 100).to_parquet(str(root / "repo" / "data" / "test-00000-of-00001.parquet"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets.config, "HF_DATASETS_CACHE", root / "cache")
+        datasets.load_dataset(str(root / "repo"), cache_dir=str(root / "cache"))
+        built = next((root / "cache" / "repo" / "default" / "0.0.0").glob("*/"))
+        seeded = root / "cache" / "snapfit-test___colours" / "default" / "0.0.0" / built.name
+        shutil.copytree(built, seeded)
+        for arrow in seeded.glob("repo-*.arrow"):
+            arrow.rename(arrow.with_name(arrow.name.replace("repo-", "colours-")))
+        yield "snapfit-test/colours"
+
+
+def test_a_hub_dataset_loads_with_its_own_split_and_columns(app, hub_standin):
+    url, _ = app
+    summary, warnings, counts, gallery = client(url).predict(hub_standin, 3, "", "", "", "", api_name="/load_hub")
+    assert "from `snapfit-test/colours`" in summary and "red (" in summary and "blue (" in summary
+    assert "the dataset's own train/validation split" in summary
+    assert "test split is used for validation" in warnings  # the engine's note, shown as is
+    assert sorted(set(captions(gallery))) == ["blue", "red"]
+    # a column that does not exist: the engine's message, and the app keeps serving
+    with pytest.raises(AppError, match="nope"):
+        client(url).predict(hub_standin, 3, "", "", "nope", "", api_name="/load_hub")
