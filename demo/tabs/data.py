@@ -54,7 +54,7 @@ def build(ctx: Context, key: gr.State):
                                           info="Keeps big datasets quick to load; raise it for better models")
                 with gr.Accordion("Options (all optional)", open=False):
                     config = gr.Textbox(label="Config", placeholder="the dataset's default")
-                    split = gr.Textbox(label="Split", placeholder="train (+ its validation split when there is one)")
+                    split = gr.Textbox(label="Split", placeholder="all: its own train/validation splits are used")
                     image_column = gr.Textbox(label="Image column", placeholder="found automatically")
                     label_column = gr.Textbox(label="Label column", placeholder="found automatically")
                 hub_btn = gr.Button("Load from the Hub", variant="primary")

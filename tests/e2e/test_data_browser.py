@@ -38,6 +38,15 @@ def test_data_sources_in_browser(app, page, tmp_path):
     expect(page.locator("#data-warnings")).to_contain_text("cats/notes.txt")
     expect(page.locator("#data-preview img")).to_have_count(5)
     page.screenshot(path=str(tmp_path / "folder.png"), full_page=True)
+    # the same session trains on it: the Train tab's augmentation preview draws from these classes
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.get_by_text("Advanced", exact=True).click()
+    page.get_by_role("button", name="Preview augmentation", exact=True).click()
+    expect(page.locator("#augment-preview")).to_contain_text("original")
+    originals = {line.split(":")[0] for line in page.locator("#augment-preview").inner_text().splitlines()
+                 if line.endswith(": original")}
+    assert originals and originals <= {"cats", "dogs é"}, originals
+    page.get_by_role("tab", name="Data", exact=True).click()
 
     # A .zip of class folders.
     src = make_folder(tmp_path / "zipped", {"red": 2, "green": 2, "blue": 6})
