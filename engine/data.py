@@ -80,7 +80,8 @@ def load_builtin(n_per_class: int = 150, seed: int = 0) -> LabelledImages:
 
 
 def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[tuple[np.ndarray, str]]:
-    """A few images of each class as (uint8 H x W x 3, class name), whatever the items are (paths, bytes, PIL)."""
+    """A few images of each class as (uint8 H x W x 3, class name), class by class, whatever the items are (paths,
+    bytes, PIL). Unreadable images are left out."""
     picks, seen = [], {}
     for i, label in enumerate(data.labels):
         if seen.get(label, 0) < per_class:
@@ -88,7 +89,7 @@ def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[t
             picks.append(i)
         if len(seen) == len(data.class_names) and all(n >= per_class for n in seen.values()):
             break
-    tensors, _ = decode(data, picks, size)
+    tensors, _ = decode(data, sorted(picks, key=lambda i: data.labels[i]), size)
     return [(x.permute(1, 2, 0).numpy(), data.class_names[y]) for x, y in zip(tensors.x, tensors.y.tolist())]
 
 

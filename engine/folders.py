@@ -157,10 +157,11 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
             raise UserError(f"The zip holds {len(members)} entries; the limit is {MAX_ZIP_FILES}.")
         total = sum(m.file_size for m in members)
         if total > MAX_ZIP_BYTES:
-            raise UserError(f"The zip would unpack to {total / 1024**3:.1f} GB; the limit is {MAX_ZIP_BYTES / 1024**3:.1f} GB. Refused.")
+            raise UserError(f"The zip would unpack to {_size(total)}; the limit is {_size(MAX_ZIP_BYTES)}. Refused.")
         dest = Path(dest).resolve()
         for m in members:
             _check_member(m, dest)
+        dest.mkdir(parents=True, exist_ok=True)
         keep = [m for m in members if not any(ignored(p) for p in PurePosixPath(m.filename).parts)]
         try:
             for m in keep:
@@ -168,6 +169,10 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
         except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a corrupt member (bad CRC, truncated data)
             raise UserError(f"{Path(zip_path).name} is damaged ({exc}); make the zip again.") from exc
     return dest
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / 1024**2:.0f} MB"
 
 
 def load_zip(zip_path: Path, dest: Path | None = None, split: str | None = None, progress=None) -> LabelledImages:

@@ -26,6 +26,7 @@ from engine.labelled import SPLIT_NAMES, LabelledImages, own_splits, validate
 
 MAX_DOWNLOAD_MB = int(os.environ.get("SNAPFIT_MAX_HUB_DOWNLOAD_MB", "2048"))
 LABEL_NAMES = ("label", "labels", "fine_label", "class", "classes", "category", "target", "y")
+NOT_LABELS = ("id", "idx", "index", "file", "path", "url", "name", "caption", "text", "description", "prompt", "title")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 INT_DTYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)} | {"bool"}
 
@@ -80,6 +81,9 @@ def find_label_column(features: dict, wanted: str | None = None, image_col: str 
         if k.lower() in LABEL_NAMES:
             check_label_feature(k, features[k])
             return k
+    plain = [k for k in candidates if kind(features[k]) in ("text", "whole numbers") and not any(w in k.lower() for w in NOT_LABELS)]
+    if len(plain) == 1:  # the only column that can hold labels (load_hub checks it does look like classes)
+        return plain[0]
     raise UserError(f"This dataset has no label column Snapfit can use (class labels, or text / whole-number "
                     f"labels). Columns: {describe(features)}. Name the label column if it has another name.")
 
@@ -144,6 +148,9 @@ def load_hub(repo: str, *, config: str | None = None, split: str | None = None, 
     rows = {name: reader(repo, name, ds, img_col, lab_col, features[lab_col], _cap(max_per_class, name, len(parts)), progress)
             for name, ds in parts.items()}
     data = _assemble(repo, rows, features[lab_col])
+    if label_column is None and kind(features[lab_col]) != "class labels" and len(data.class_names) > max(2, len(data) // 2):
+        raise UserError(f"Column '{lab_col}' has {len(data.class_names)} different values for {len(data)} images: it does "
+                        f"not look like class labels. Name the label column. Columns: {describe(features)}.")
     data.origin = dict(source=repo if local else f"hub:{repo}", config=config, split=split, image_column=img_col,
                        label_column=lab_col, max_per_class=max_per_class)
     return validate(data)
@@ -165,7 +172,7 @@ def _user_error(repo: str, config: str | None, exc: Exception) -> Exception:
     from datasets.exceptions import DataFilesNotFoundError, DatasetNotFoundError
     from huggingface_hub.utils import httpx as hub_httpx
 
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, ConnectionError) or (isinstance(exc, hub_httpx.TransportError)):
         return UserError(offline_message(repo))
     if isinstance(exc, DatasetNotFoundError) and "gated" in text:
@@ -186,7 +193,7 @@ def _user_error(repo: str, config: str | None, exc: Exception) -> Exception:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.split())[:300]
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _check_size(builder, repo: str) -> None:

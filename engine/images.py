@@ -6,6 +6,7 @@ set). Everything here takes any of the three.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -24,15 +25,23 @@ def open_image(image) -> Image.Image:
     """A lazily-decoded PIL image from a path, encoded bytes or a PIL image (which passes through)."""
     if isinstance(image, Image.Image):
         return image
-    with warnings.catch_warnings():  # PIL warns (then errors at 2x) on big images; we refuse them ourselves below
+    with warnings.catch_warnings():  # PIL warns on big images (we refuse them in check_size) and errors on huge ones
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
+        try:
+            return Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image)
+        except Image.DecompressionBombError as exc:
+            pixels = re.search(r"\((\d+) pixels\)", str(exc))
+            raise UserError(_too_large(f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "over PIL's limit")) from exc
+
+
+def _too_large(size: str) -> str:
+    return f"Image too large ({size}); the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels."
 
 
 def check_size(img: Image.Image) -> None:
     # The size comes from the header: a bomb is refused before a single pixel is decompressed.
     if img.width * img.height > MAX_IMAGE_PIXELS:
-        raise UserError(f"Image too large ({img.width}x{img.height}); the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels.")
+        raise UserError(_too_large(f"{img.width}x{img.height}"))
 
 
 def problem(path) -> str | None:

@@ -86,34 +86,6 @@ def test_not_a_zip(tmp_path):
         data.load(str(tmp_path / "x.zip"))
 
 
-@pytest.mark.parametrize("mode,color", [("L", 128), ("P", 3), ("CMYK", (255, 0, 0, 0)), ("RGBA", (255, 0, 0, 0)), ("I;16", 40000)])
-def test_odd_modes_become_rgb(mode, color):
-    img = Image.new(mode, (30, 20), color)
-    arr = data.to_square(img, 16)
-    assert arr.shape == (16, 16, 3) and arr.dtype == np.uint8
-    if mode == "RGBA":  # fully transparent red -> white background
-        assert (arr == 255).all()
-    if mode == "CMYK":  # cyan
-        assert arr[..., 0].max() < 30 and arr[..., 1].min() > 200
-
-
-def test_exif_rotation_is_applied():
-    img = Image.new("RGB", (40, 20), (255, 0, 0))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif)
-    assert data.open_rgb(io.BytesIO(buf.getvalue())).size == (20, 40)
-
-
-def test_corrupt_images_are_skipped_and_named(tmp_path):
-    root = make_folder(tmp_path / "ds")
-    (root / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    ds = data.load(str(root))
-    tensors, bad = data.decode(ds, range(len(ds)), 16)
-    assert len(tensors) == 8 and len(bad) == 1 and bad[0].endswith("broken.png")
-
-
 def test_stratified_split_keeps_proportions_and_singletons_out_of_validation():
     labels = [0] * 50 + [1] * 10 + [2]
     train, val = data.split(labels, 0.2, seed=0)
@@ -143,3 +115,166 @@ def test_augmentation_preview_shows_what_training_sees(small_shapes):
     assert not any(np.array_equal(moved[i][0], moved[i + 1][0]) for i in (0, 3, 6))
     with pytest.raises(UserError, match="Augmentation must be one of"):
         data.augmentation_preview(small_shapes, "heavy", 32)
+
+
+# ---------------------------------------------------------------------------------------------- layouts
+
+
+def make_split_folder(root, splits=("train", "val"), classes=("cats", "dogs"), n=(4, 2)):
+    for s, split_name in enumerate(splits):
+        make_folder(root / split_name, classes, n[min(s, len(n) - 1)])
+    return root
+
+
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation"])
+def test_train_and_val_folders_are_the_split(tmp_path, val_name):
+    root = make_split_folder(tmp_path / "ds", ("train", val_name))
+    ds = data.load(str(root))
+    assert ds.class_names == ["cats", "dogs"] and len(ds) == 12
+    train, val = data.split_dataset(ds, 0.5, seed=1)  # the folders decide, not the fraction
+    assert [ds.images[i].split("/")[-3] for i in val] == [val_name] * 4 and len(train) == 8
+    assert "Validation" not in " ".join(ds.warnings)
+
+
+def test_train_val_test_folders_and_one_split_picked(tmp_path):
+    root = make_split_folder(tmp_path / "ds", ("train", "val", "test"), n=(4, 2, 3))
+    ds = data.load(str(root))
+    assert [len(ds.splits[k]) for k in ("train", "validation", "test")] == [8, 4, 6]
+    only = data.load(str(root), split="test")
+    assert len(only) == 6 and only.splits == {} and only.origin == {"source": str(root), "split": "test"}
+    assert len(data.load(str(root), split="dev")) == 4  # dev, valid, validation: names of the val folder
+    with pytest.raises(UserError, match="no split 'holdout'. Its splits: test, train, val"):
+        data.load(str(root), split="holdout")
+    with pytest.raises(UserError, match="has no train/val/test folders"):
+        data.load(str(make_folder(tmp_path / "flat")), split="train")
+
+
+def test_train_and_test_only_validates_on_test(tmp_path):
+    ds = data.load(str(make_split_folder(tmp_path / "ds", ("train", "test"))))
+    assert len(ds.splits["validation"]) == 4 and any("test split is used for validation" in w for w in ds.warnings)
+
+
+def test_wrapped_split_layout_in_a_zip_with_mac_debris(tmp_path):
+    make_split_folder(tmp_path / "src" / "My Pets", classes=("chats noirs", "émeu"))
+    zpath = tmp_path / "pets.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for f in sorted((tmp_path / "src").rglob("*.png")):
+            zf.write(f, f.relative_to(tmp_path / "src"))
+        zf.writestr("__MACOSX/My Pets/train/._x.png", b"\x00\x05\x16\x07")
+        zf.writestr("My Pets/.DS_Store", b"junk")
+        zf.writestr("My Pets/train/émeu/._img 0.png", b"\x00\x05\x16\x07")  # AppleDouble file next to the real one
+    ds = data.load_zip(zpath, tmp_path / "out")
+    assert ds.class_names == ["chats noirs", "émeu"] and ds.has_own_split() and len(ds) == 12 and ds.skipped == []
+    assert not (tmp_path / "out" / "__MACOSX").exists() and not (tmp_path / "out" / "My Pets" / ".DS_Store").exists()
+
+
+def test_class_names_in_either_unicode_form_are_one_class(tmp_path):
+    import unicodedata
+
+    make_folder(tmp_path / "ds" / "train", (unicodedata.normalize("NFD", "émeu"), "ours"))
+    make_folder(tmp_path / "ds" / "val", (unicodedata.normalize("NFC", "émeu"), "ours"), n=2)
+    ds = data.load(str(tmp_path / "ds"))
+    assert ds.class_names == ["ours", "émeu"] and ds.counts() == {"ours": 6, "émeu": 6}
+
+
+def test_loose_files_and_small_classes_are_reported(tmp_path):
+    root = make_folder(tmp_path / "ds", ("cats", "dogs"))
+    _png((1, 2, 3)).save(root / "stray.png")
+    (root / "lynx").mkdir()
+    _png((9, 9, 9)).save(root / "lynx" / "only one.png")
+    (root / "cats" / ".hidden.png").write_bytes(b"not even read")
+    ds = data.load(str(root))
+    assert ds.counts() == {"cats": 4, "dogs": 4, "lynx": 1} and ds.skipped == ["stray.png"]
+    text = " ".join(ds.warnings)
+    assert "not in a class folder: stray.png" in text and "fewer than 2 images are kept out of validation: lynx" in text
+    _, val = data.split_dataset(ds)
+    assert 2 not in [ds.labels[i] for i in val]
+
+
+def test_unreadable_and_oversized_images_are_skipped_and_listed_at_load(tmp_path, monkeypatch):
+    from engine import images
+
+    root = make_folder(tmp_path / "ds")
+    (root / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    (root / "dogs" / "text.jpg").write_text("I am not a JPEG")
+    _png((0, 0, 0), size=(300, 300)).save(root / "dogs" / "huge.png")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 50_000)  # 300x300 counts as a bomb here
+    ds = data.load(str(root))
+    assert len(ds) == 8 and sorted(ds.skipped) == ["cats/broken.png", "dogs/huge.png", "dogs/text.jpg"]
+    text = " ".join(ds.warnings)
+    assert "Skipped 2 unreadable images: cats/broken.png, dogs/text.jpg" in text and "Refused 1 images too large" in text
+
+
+def test_truncated_image_is_skipped_at_decode_and_recorded(tmp_path):
+    root = make_folder(tmp_path / "ds", n=6)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (root / "cats" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header fine, data cut
+    ds = data.load(str(root))
+    assert len(ds) == 13  # the header check passes it
+    train_idx, val_idx = data.split_dataset(ds)
+    train, val, bad, warnings = data.decode_split(ds, train_idx, val_idx, 16)
+    assert len(train) + len(val) == 12 and [b.split("/")[-1] for b in bad] == ["cut.jpg"]
+    assert any("unreadable images" in w and "cut.jpg" in w for w in warnings)
+    assert ds.skipped[-1].endswith("cut.jpg") and any("cut.jpg" in w for w in ds.warnings)  # the Data tab sees it too
+
+
+def test_empty_sources_are_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="No images found"):
+        data.load(str(tmp_path / "empty"))
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
+        pass
+    with pytest.raises(UserError, match="No images found"):
+        data.load_zip(tmp_path / "empty.zip", tmp_path / "out")
+
+
+def test_hub_options_on_a_folder_are_refused(tmp_path):
+    with pytest.raises(UserError, match="label_column: only for Hub datasets"):
+        data.load(str(make_folder(tmp_path / "ds")), label_column="label")
+    with pytest.raises(UserError, match="built-in dataset has no split"):
+        data.load("builtin:shapes", split="train")
+
+
+# ---------------------------------------------------------------------------------------------- zips
+
+
+@pytest.mark.parametrize("name", ["C:/evil.png", "..\\evil.png", "cats/../../evil.png"])
+def test_more_unsafe_zip_paths_are_refused(tmp_path, name):
+    zpath = tmp_path / "bad.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("cats/ok.png", b"x")
+        zf.writestr(name, b"evil")
+    with pytest.raises(UserError, match="unsafe path"):
+        data.safe_extract(zpath, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.png").exists()
+
+
+def test_zip_bombs_are_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from engine import folders
+
+    zpath = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cats/a.png", b"\0" * 30_000_000)  # 30 MB of zeros: about 30 KB zipped
+        for i in range(5):
+            zf.writestr(f"dogs/{i}.png", b"x")
+    assert zpath.stat().st_size < 100_000
+    monkeypatch.setattr(folders, "MAX_ZIP_BYTES", 10_000_000)
+    with pytest.raises(UserError, match="would unpack to 29 MB; the limit is 10 MB"):
+        data.safe_extract(zpath, tmp_path / "out")
+    monkeypatch.setattr(folders, "MAX_ZIP_BYTES", 10**9)
+    monkeypatch.setattr(folders, "MAX_ZIP_FILES", 5)
+    with pytest.raises(UserError, match="holds 6 entries; the limit is 5"):
+        data.safe_extract(zpath, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_zip_member_is_one_message(tmp_path):
+    zpath = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("cats/a.png", b"A" * 1000)
+    raw = bytearray(zpath.read_bytes())
+    raw[raw.index(b"A" * 1000) + 10] = ord("B")  # flip a byte of the stored data: the CRC no longer matches
+    zpath.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="damaged.zip is damaged"):
+        data.safe_extract(zpath, tmp_path / "out")
