@@ -49,7 +49,8 @@ def build(ctx: Context, key: gr.State):
             with gr.Tab("Hub dataset"):
                 hub_id = gr.Dropdown([(f"{k} ({v})", k) for k, v in SUGGESTED.items()], value=None,
                                      allow_custom_value=True, label="Hub dataset id", elem_id="hub-id",
-                                     info="Type owner/name, or pick a suggestion")
+                                     info="Type owner/name, or pick a suggestion" + (
+                                         " (offline here: only a dataset cached on this machine loads)" if ctx.offline else ""))
                 max_per_class = gr.Number(DEFAULT_MAX_PER_CLASS, precision=0, minimum=2, label="At most this many images per class",
                                           info="Keeps big datasets quick to load; raise it for better models")
                 with gr.Accordion("Options (all optional)", open=False):

@@ -223,28 +223,19 @@ def test_resolve_accepts_hub_ids_and_builtin():
 
 @pytest.fixture(scope="module")
 def hub_standin(tmp_path_factory):
-    """A Hub dataset the app can load offline: `snapfit-test/colours` (train 12 + test 6 images, 2 classes) in a
-    datasets cache of its own, seeded from a local repo folder (STACK.md: a pre-seeded cache under HF_HUB_OFFLINE)."""
+    """A Hub dataset the app can load offline: `snapfit-test/colours` (train 12 + test 6 images, 2 classes, in
+    columns named `picture` and `kind`) in a datasets cache of its own (tests/engine/hub_standin.py)."""
     import datasets
 
-    root = tmp_path_factory.mktemp("hub")
+    from tests.engine.hub_standin import make_repo, make_split, seed_cache
+
     features = datasets.Features({"picture": datasets.Image(), "kind": datasets.ClassLabel(names=["red", "blue"])})
-
-    def part(n, seed):
-        images = [Image.new("RGB", (16, 16), (255, seed + i, 0) if i % 2 == 0 else (0, seed + i, 255)) for i in range(n)]
-        return datasets.Dataset.from_dict({"picture": images, "kind": [i % 2 for i in range(n)]}, features=features)
-
-    (root / "repo" / "data").mkdir(parents=True)
-    part(12, 0).to_parquet(str(root / "repo" / "data" / "train-00000-of-00001.parquet"))
-    part(6, 100).to_parquet(str(root / "repo" / "data" / "test-00000-of-00001.parquet"))
+    parts = {name: make_split([i % 2 for i in range(n)], features, "picture", "kind", seed=seed)
+             for name, n, seed in (("train", 12, 1), ("test", 6, 2))}
+    root = tmp_path_factory.mktemp("hub")
+    seed_cache(make_repo(root / "colours", parts), "snapfit-test/colours", root / "cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(datasets.config, "HF_DATASETS_CACHE", root / "cache")
-        datasets.load_dataset(str(root / "repo"), cache_dir=str(root / "cache"))
-        built = next((root / "cache" / "repo" / "default" / "0.0.0").glob("*/"))
-        seeded = root / "cache" / "snapfit-test___colours" / "default" / "0.0.0" / built.name
-        shutil.copytree(built, seeded)
-        for arrow in seeded.glob("repo-*.arrow"):
-            arrow.rename(arrow.with_name(arrow.name.replace("repo-", "colours-")))
         yield "snapfit-test/colours"
 
 
