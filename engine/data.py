@@ -64,7 +64,10 @@ def load(source: str, *, config: str | None = None, split: str | None = None, im
     if path.is_file() and path.suffix.lower() == ".zip":
         return _with_origin(load_zip(path, split=split, progress=progress), source, split)
     if is_hub_id(source) and not path.exists():
-        return load_hub(source, split=split, progress=progress, **hub_options)
+        try:
+            return load_hub(source, split=split, progress=progress, **hub_options)
+        except UserError as exc:  # it may have been meant as a path: say that it is not one either
+            raise UserError(f"{exc} (There is no folder or file '{source}' here either.)") from exc
     raise UserError(f"'{source}' is not a folder, a .zip, a Hub dataset id (owner/name) or {BUILTIN}. "
                     "Give a folder with one subfolder per class.")
 

@@ -28,6 +28,7 @@ MAX_DOWNLOAD_MB = int(os.environ.get("SNAPFIT_MAX_HUB_DOWNLOAD_MB", "2048"))
 LABEL_NAMES = ("label", "labels", "fine_label", "class", "classes", "category", "target", "y")
 NOT_LABELS = ("id", "idx", "index", "file", "path", "url", "name", "caption", "text", "description", "prompt", "title")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # with hub: a legacy id without an owner is allowed too
 INT_DTYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)} | {"bool"}
 
 
@@ -134,7 +135,9 @@ def describe(features: dict) -> str:
 def load_hub(repo: str, *, config: str | None = None, split: str | None = None, image_column: str | None = None,
              label_column: str | None = None, max_per_class: int | None = None, progress=None) -> LabelledImages:
     """A Hub dataset id (`owner/name`), or the path of a local copy of a Hub dataset repo."""
-    local = Path(repo).is_dir()
+    local = bool(repo) and Path(repo).is_dir()
+    if not local and not HUB_NAME.match(repo):
+        raise UserError(f"'{repo}' is not a Hub dataset id: give it as owner/name (e.g. hub:someone/cats).")
     if max_per_class is not None and (not isinstance(max_per_class, int) or max_per_class < 1):
         raise UserError(f"Images per class must be a whole number of at least 1 (got {max_per_class}).")
     builder = _builder(repo, config, local)

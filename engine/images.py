@@ -80,7 +80,9 @@ def to_square(image, size: int) -> np.ndarray:
     """Decode, center-crop to a square and resize to size x size: uint8 (size, size, 3)."""
     img = open_image(image)
     if img is not image and img.format == "JPEG":  # opened here, not decoded yet: let libjpeg decode at reduced scale
-        img.draft("RGB", (size * 2, size * 2))  # big photos decode ~4-8x faster
+        # (1/2 to 1/8, the smallest that still covers `size`: an 800x600 photo for 128 px decodes 4x faster than at
+        # full scale). libjpeg's scaled IDCT averages like an area filter, so this costs no quality.
+        img.draft("RGB", (size, size))
     img = open_rgb(img)
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2

@@ -86,12 +86,13 @@ def test_every_training_option_has_a_flag():
         "--label-smoothing", "0", "--mixup", "0.2", "--cutmix", "1", "--freeze-epochs", "2", "--freeze-layers", "1",
         "--lr-mult", "10", "--drop-rate", "0.1", "--drop-path-rate", "0.05", "--patience", "3", "--grad-clip", "1",
         "--accum-steps", "4", "--seed", "5", "--progressive-resize", "--no-channels-last", "--bf16", "--scratch",
+        "--memory-budget-mb", "512",
     ])
     expected = TrainConfig(model="resnet10t", weights="scratch", strategy="progressive", epochs=7, lr=0.02, batch_size=16,
                            img_size=96, val_fraction=0.3, augment="standard", weight_decay=0.01, label_smoothing=0.0,
                            mixup=0.2, cutmix=1.0, freeze_epochs=2, freeze_layers=1, lr_mult=10.0, drop_rate=0.1,
                            drop_path_rate=0.05, patience=3, grad_clip=1.0, accum_steps=4, seed=5, progressive_resize=True,
-                           channels_last=False, bf16=True)
+                           channels_last=False, bf16=True, memory_budget_mb=512)
     assert _config(args) == expected
     defaults = _config(_parser().parse_args(["train", "--out", "x"]))
     assert defaults == TrainConfig()  # no flags: the engine's own defaults, auto LR and precision included

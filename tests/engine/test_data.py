@@ -59,7 +59,7 @@ def test_zip_with_class_folders_loads(tmp_path):
     assert ds.class_names == ["cats", "dogs"] and len(ds) == 8
 
 
-@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
+@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png", "C:/evil.png", "..\\evil.png"])
 def test_zip_traversal_is_refused_and_nothing_written_outside(tmp_path, name):
     zpath = tmp_path / "bad.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
@@ -237,17 +237,6 @@ def test_hub_options_on_a_folder_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- zips
-
-
-@pytest.mark.parametrize("name", ["C:/evil.png", "..\\evil.png", "cats/../../evil.png"])
-def test_more_unsafe_zip_paths_are_refused(tmp_path, name):
-    zpath = tmp_path / "bad.zip"
-    with zipfile.ZipFile(zpath, "w") as zf:
-        zf.writestr("cats/ok.png", b"x")
-        zf.writestr(name, b"evil")
-    with pytest.raises(UserError, match="unsafe path"):
-        data.safe_extract(zpath, tmp_path / "out")
-    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.png").exists()
 
 
 def test_zip_bombs_are_refused_before_anything_is_written(tmp_path, monkeypatch):

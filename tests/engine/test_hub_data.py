@@ -120,6 +120,8 @@ def test_local_copy_of_a_repo_loads_without_a_cache(repo):
 def test_unknown_id_offline_says_offline(offline_cache):
     with pytest.raises(UserError, match="^Offline: .*'someone/nothing' cannot be downloaded"):
         data.load("someone/nothing")
+    with pytest.raises(UserError, match="not a Hub dataset id: give it as owner/name"):
+        data.load("hub:")
 
 
 def test_unknown_or_private_id_online_is_named(monkeypatch, tmp_path):
