@@ -57,7 +57,7 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
         def restore(stored):
             """On page load: find this browser's workspace again (or start one) and show its dataset."""
             ws = ctx.workspace(stored if ctx.workspaces.known(stored) else None)
-            return ws.key, ws.key, *data.render(ws.dataset_or_builtin())
+            return ws.key, ws.key, *data.render_workspace(ctx, ws)
 
         loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
         loaded.then(train_tab["restore_settings"], [key], list(train_tab["settings"].values()), api_visibility="private").then(

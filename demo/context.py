@@ -12,6 +12,7 @@ from demo.jobs import JobManager
 from demo.space import Place
 from demo.workspace import Workspace, Workspaces
 from engine.errors import UserError
+from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE
 
 
 @dataclass
@@ -23,6 +24,10 @@ class Context:
 
     def workspace(self, key) -> Workspace:
         return self.workspaces.get(key)
+
+    def recipe(self) -> dict:
+        """The Train tab's starting values: a small model from scratch offline, a pretrained one online."""
+        return SCRATCH_RECIPE if self.offline else PRETRAINED_RECIPE
 
     def stop_latest(self, key, kind: str) -> None:
         """Ask the workspace's running job of this kind to stop (it ends after its current step)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.data import LabelledImages, load_builtin
 from engine.predict import Predictor
-from engine.train import TrainConfig, ensure_prepared
+from engine.train import Prepared, TrainConfig, ensure_prepared, prepare
 
 
 @dataclass
@@ -49,9 +49,18 @@ class Workspace:
     def decoded(self, cfg: TrainConfig):
         """The dataset decoded at cfg's size: once per session, reused by every later run (a generator, as
         engine.train.ensure_prepared: `prepared = yield from ws.decoded(cfg)`)."""
-        key = (cfg.img_size, cfg.val_fraction, cfg.seed)
+        key = prepared_key(cfg)
         if key not in self.prepared:
             self.prepared[key] = yield from ensure_prepared(self.dataset_or_builtin(), cfg)
+        return self.prepared[key]
+
+    def decode_now(self, cfg: TrainConfig, progress=None) -> Prepared:
+        """Decode the dataset for cfg at once, reporting progress (the Data tab does it right after a load, to
+        find unreadable and duplicated images); a run with the same size and split then starts without decoding."""
+        key = prepared_key(cfg)
+        if key not in self.prepared:
+            self.prepared[key] = prepare(self.dataset_or_builtin(), cfg.img_size, cfg.val_fraction, cfg.seed,
+                                         progress=progress, memory_budget_mb=cfg.memory_budget_mb)
         return self.prepared[key]
 
     def set_model(self, model_dir: str | Path, split: tuple[float, int] = (0.2, 0)) -> None:
@@ -63,6 +72,11 @@ class Workspace:
             if self.predictor is None and self.model_dir is not None:
                 self.predictor = Predictor.from_folder(self.model_dir)
             return self.predictor
+
+
+def prepared_key(cfg: TrainConfig) -> tuple:
+    """What a decoded dataset depends on: a run with other values decodes again."""
+    return cfg.img_size, cfg.val_fraction, cfg.seed
 
 
 class Workspaces:

@@ -21,13 +21,13 @@ from engine import models
 from engine.errors import UserError
 from engine.export import read_metrics, zip_model_folder
 from engine.model_card import LR_FIND_JSON
-from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE, STRATEGIES, TrainConfig, fit, preflight
+from engine.train import STRATEGIES, TrainConfig, fit, preflight
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
 
 
 def build(ctx: Context, key: gr.State):
-    d = SCRATCH_RECIPE if ctx.offline else PRETRAINED_RECIPE
+    d = ctx.recipe()
     base, caps = TrainConfig(), ctx.place.limits
     if ctx.place.on_space:
         gr.Markdown(ctx.place.storage_note(), elem_id="space-note")

@@ -1,0 +1,60 @@
+"""What the Data tab says about a loaded dataset: a summary with the split sizes, and a list of warnings.
+
+The engine's own warnings (unreadable files, tiny classes, validation images identical to training images,
+found while decoding) come first; this adds the skipped files it did not name, and a stricter imbalance warning.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine import data as data_lib
+from engine.train import Prepared
+
+IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accuracy alone then flatters a model)
+
+
+def summary(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
+    counts = dataset.counts()
+    origin = str(dataset.origin.get("source", ""))
+    name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
+    return "\n\n".join([
+        f"**{len(dataset)} images in {len(counts)} classes** from `{name}`",
+        "Classes: " + ", ".join(f"{name} ({n})" for name, n in counts.items()),
+        split_sizes(dataset, prepared),
+    ])
+
+
+def split_sizes(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
+    """Training and validation sizes: as decoded when it was (unreadable images are then left out)."""
+    if prepared is not None:
+        n_train, n_val = len(prepared.train), len(prepared.val)
+    else:
+        n_train, n_val = (len(part) for part in data_lib.split_dataset(dataset))
+    how = ("the dataset's own train/validation split" if dataset.has_own_split()
+           else "stratified, 20 %; the Train tab's validation fraction changes it")
+    return f"Split: {n_train} for training, {n_val} for validation ({how})."
+
+
+def warnings(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> list[str]:
+    out = list(dataset.warnings) + [w for w in (prepared.warnings if prepared else []) if w not in dataset.warnings]
+    root = str(Path(dataset.source)) + os.sep
+    out = [w.replace(root, "") for w in out]  # files by their place in the dataset, not on the server's disk
+    unnamed = [s for s in dataset.skipped if not any(s in w for w in out)]
+    if unnamed:
+        out.append(f"Skipped files: {data_lib.listed([f'`{s}`' for s in unnamed])}.")
+    if not any(w.startswith("Imbalanced") for w in out):  # the engine warns from a larger ratio; say it earlier
+        counts = {name: n for name, n in dataset.counts().items() if n > 0}
+        big, small = max(counts, key=counts.get, default=None), min(counts, key=counts.get, default=None)
+        if counts and counts[big] >= IMBALANCE_RATIO * counts[small]:
+            out.append(f"Imbalanced classes: {big} has {counts[big]} images, {small} only {counts[small]} "
+                       f"({counts[big] / counts[small]:.1f}x). Add images to the small classes, or expect the "
+                       "model to favour the big ones.")
+    return out
+
+
+def warnings_markdown(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
+    found = warnings(dataset, prepared)
+    if not found:
+        return "No problems found."
+    return "**Warnings**\n\n" + "\n".join(f"- {w}" for w in found)
