@@ -21,7 +21,7 @@ class Limits:
     max_epochs: int = 50
     max_img_size: int = 384
     max_batch_size: int = 256
-    max_images: int | None = None  # images a dataset may hold; a larger one is sampled down (stratified)
+    max_images: int | None = None  # images a dataset may hold (None: no cap)
 
     def check(self, cfg: TrainConfig, where: str) -> TrainConfig:
         """Refuse settings beyond the caps with a message naming the cap and what to do instead."""
@@ -31,6 +31,12 @@ class Limits:
                 raise UserError(f"{where} allows at most {cap} for {what} (got {value}): lower it, or run Snapfit "
                                 "on your own machine (`python -m engine train`) for bigger runs.")
         return cfg
+
+    def check_dataset(self, num_images: int, where: str) -> None:
+        if self.max_images is not None and num_images > self.max_images:
+            raise UserError(f"{where} takes at most {self.max_images:,} images per dataset (this one has {num_images:,}): "
+                            "lower 'At most this many images per class' for a Hub dataset, upload fewer images, or run "
+                            "Snapfit on your own machine.")
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,10 @@ def test_on_a_space_the_page_says_storage_is_wiped_and_runs_are_capped():
         assert sliders["Epochs"]["maximum"] == place.limits.max_epochs
         with pytest.raises(AppError, match=r"at most 10 for epochs|maximum"):
             c.submit(**dict(TRAIN_ARGS, epochs=11), api_name="/train").result(timeout=120)
+        assert "900 images" in c.predict("builtin:shapes", api_name="/load_data")[0]  # under the cap: loads
     finally:
         demo.close()
+    with pytest.raises(UserError, match=r"at most 500 images per dataset \(this one has 900\)"):
+        Limits(max_images=500).check_dataset(900, place.name)
     with pytest.raises(UserError, match="allows at most 160 for image size"):
         place.limits.check(TrainConfig(img_size=224), place.name)
