@@ -11,6 +11,7 @@ FIFO queue. Plain Python on purpose: no gradio, no torch, so it is easy to test 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -77,8 +78,9 @@ def failure_message(exc: BaseException) -> str:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    # torch reports CUDA OOM as a RuntimeError subclass and CPU OOM as a RuntimeError from its allocator.
-    if isinstance(exc, MemoryError):
+    # torch reports CUDA OOM as torch.OutOfMemoryError (a RuntimeError subclass; named here so this module
+    # needs no torch import) and CPU OOM as a RuntimeError from its allocator.
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "DefaultCPUAllocator" in text)
@@ -224,6 +226,13 @@ class JobManager:
             if queued is job:
                 return place
         return 0
+
+    def last_active(self, owner: str) -> float | None:
+        """When the owner's work last ended: math.inf while a job of theirs is queued or running (their files
+        must not be cleaned up then), None if they have no job at all."""
+        with self._cond:
+            ends = [math.inf if not j.finished else (j.ended or 0.0) for j in self._jobs.values() if j.owner == owner]
+        return max(ends, default=None)
 
     def running_count(self) -> int:
         with self._cond:
