@@ -25,7 +25,7 @@ class Fault:
         self.at_step, self.after_validation, self.hold, self.exc = at_step, after_validation, hold, exc
         self.thread_prefix = thread_prefix
         self.release = threading.Event()
-        self.steps, self.validated = 0, False
+        self.steps, self.validated, self.trained = 0, False, False
         self.arrived: set[str] = set()  # names of the job threads that reached the fault
         self._cond = threading.Condition()
 
@@ -33,9 +33,10 @@ class Fault:
         if not hasattr(module, "pretrained_cfg") or not threading.current_thread().name.startswith(self.thread_prefix):
             return
         with self._cond:
-            if not module.training:
-                self.validated = True
+            if not module.training:  # eval mode: a validation pass, once training has begun (set-up probes run in eval too)
+                self.validated = self.validated or self.trained
                 return
+            self.trained = True
             if self.after_validation and not self.validated:
                 return
             self.steps += 1
