@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import timm
@@ -89,8 +90,9 @@ def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
     path = check_model_folder(model_dir)
     target = Path(f"{zip_base}.zip")
     # Written under another name, then renamed: a crash mid-way never leaves a truncated zip under the real name.
-    partial = Path(shutil.make_archive(str(target.parent / f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}"), "zip", root_dir=path))
-    return partial.replace(target)
+    partial = target.parent / f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}"
+    with _removed_on_failure(Path(f"{partial}.zip")):
+        return Path(shutil.make_archive(str(partial), "zip", root_dir=path)).replace(target)
 
 
 def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
@@ -114,5 +116,16 @@ def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
     partial = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    onnx.save(proto, str(partial))
-    return partial.replace(out)  # renamed only once complete, like the model folder
+    with _removed_on_failure(partial):
+        onnx.save(proto, str(partial))
+        return partial.replace(out)  # renamed only once complete, like the model folder
+
+
+@contextmanager
+def _removed_on_failure(partial: Path):
+    """Delete the half-written file if the block fails (a killed process leaves only the dot-named file)."""
+    try:
+        yield
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
