@@ -52,14 +52,14 @@ class Context:
 
 
 log = logging.getLogger("snapfit.demo")
-MESSAGE_LIMIT = 300  # characters of an unexpected error shown to the user; the full traceback goes to the log
 
 
 def user_errors(fn):
-    """Show any failure as a readable one-line gr.Error, never a traceback or Gradio's bare "Error".
+    """Show any failure as a readable gr.Error, never a traceback or Gradio's bare "Error".
 
-    A UserError's message is shown as is; anything else is logged with its traceback and shown as
-    "Internal error (Type): message" (shortened), like a failed job. The app keeps serving either way.
+    A UserError's message is shown as is (long quoted inputs shortened); anything else is logged with its
+    traceback and shown as "Internal error (Type): message" on one line, like a failed job. The app keeps
+    serving either way.
     """
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -84,10 +84,6 @@ def user_errors(fn):
 
 
 def _as_gr_error(fn, exc: Exception) -> gr.Error:
-    if isinstance(exc, UserError):
-        return gr.Error(str(exc), duration=None)
-    log.error("%s failed", fn.__name__, exc_info=exc)
-    message = " ".join(failure_message(exc).split())  # one line
-    if len(message) > MESSAGE_LIMIT:
-        message = message[:MESSAGE_LIMIT - 1] + "…"
-    return gr.Error(message, duration=None)
+    if not isinstance(exc, UserError):
+        log.error("%s failed", fn.__name__, exc_info=exc)
+    return gr.Error(failure_message(exc), duration=None)

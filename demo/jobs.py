@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from engine.events import StopToken
 log = logging.getLogger("snapfit.jobs")
 
 FINISHED = frozenset({"done", "stopped", "failed"})
+MESSAGE_LIMIT = 300  # characters of an unexpected error shown to the user; the traceback goes to the server log
 OUT_OF_MEMORY = (
     "Ran out of memory. Try a smaller batch size or a smaller image size, "
     "or wait until other training runs have finished."
@@ -69,12 +71,19 @@ class Job:
 
 
 def failure_message(exc: BaseException) -> str:
-    """What to tell the user about an exception that ended a job."""
+    """What to tell the user about an exception that ended a job (or a request): one readable line."""
     if isinstance(exc, UserError):
-        return str(exc)
+        return shorten(str(exc))
     if is_out_of_memory(exc):
         return OUT_OF_MEMORY
-    return f"Internal error ({type(exc).__name__}): {exc}"
+    return shorten(" ".join(f"Internal error ({type(exc).__name__}): {exc}".split()), MESSAGE_LIMIT)
+
+
+def shorten(message: str, limit: int = 1000) -> str:
+    """Keep a message readable when it quotes a huge input: long quoted values are cut to 80 characters
+    (the advice around them stays), and the whole to `limit`."""
+    message = re.sub(r"""(['"])([^'"]{80})[^'"]{20,}\1""", r"\1\2…\1", message)
+    return message if len(message) <= limit else message[:limit - 1] + "…"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
