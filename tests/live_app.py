@@ -5,6 +5,7 @@ training threads (tests/faults.py), while driving it only through its public API
 """
 from __future__ import annotations
 
+import io
 import socket
 import time
 import zipfile
@@ -82,10 +83,9 @@ def colour_zip(path: Path, classes=("red", "green", "blue"), per_class: int = 12
         for name in classes:
             for i in range(per_class):
                 pixels = np.clip(np.array(COLOURS[name]) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-                image_path = path.parent / f"{name}-{i}.png"
-                Image.fromarray(pixels).save(image_path)
-                z.write(image_path, f"{name}/{i}.png")
-                image_path.unlink()
+                png = io.BytesIO()
+                Image.fromarray(pixels).save(png, "PNG")
+                z.writestr(f"{name}/{i}.png", png.getvalue())
     return path
 
 
