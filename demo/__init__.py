@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from demo import space
 from demo.context import Context
+from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager
 from demo.tabs import classify, data, evaluate, export, lr_finder, train
 from demo.workspace import Workspaces
@@ -21,13 +23,20 @@ TITLE = "Snapfit: train an image classifier on your own pictures"
 # The value is only a random workspace id, so the secret protects nothing sensitive.
 BROWSER_STORAGE_KEY = "snapfit-workspace"
 BROWSER_SECRET = os.environ.get("SNAPFIT_BROWSER_SECRET", "snapfit-workspace-key")
+# Events that may run side by side (per event; Gradio's default is 1). Long work runs in jobs, not in events,
+# so this only decides how many users' quick actions (a preview, an evaluation) overlap.
+CONCURRENCY = 4
+QUEUE_SIZE = 64  # events waiting beyond that get Gradio's "Queue is full" (ZeroGPU's default would be 1)
 
 
 def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None, jobs: JobManager | None = None,
                place: space.Place | None = None) -> gr.Blocks:
     ctx = Context(workspaces or Workspaces(), jobs or JobManager.from_env(), hub.is_offline() if offline is None else offline,
                   place or space.detect())
-    with gr.Blocks(title="Snapfit") as demo:
+    ctx.housekeeper = Housekeeper(ctx.workspaces, ctx.jobs, get_upload_folder(), every=min(300.0, ctx.workspaces.ttl))
+    ttl = max(1, int(ctx.workspaces.ttl))
+    # Gradio ages out what it cached (uploads, images and files sent to pages) on the sessions' time-to-live.
+    with gr.Blocks(title="Snapfit", delete_cache=(max(1, ttl // 4), ttl)) as demo:
         gr.Markdown(f"# {TITLE}")
         if ctx.offline:
             gr.Markdown(f"> **{hub.OFFLINE_MESSAGE}**", elem_id="offline-notice")
@@ -60,13 +69,22 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
             return ws.key, ws.key, *data.render_workspace(ctx, ws)
 
         loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
+        # The re-attaching streams only wait on a job: no slot limit, or one reloaded page's stream would hold
+        # every other page's re-attach until its training ended.
         loaded.then(train_tab["restore_settings"], [key], list(train_tab["settings"].values()), api_visibility="private").then(
-            train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private"
+            train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private", concurrency_limit=None
         )
-        loaded.then(lr_tab["reattach"], [key], lr_tab["outputs"], api_visibility="private")
-    return demo
+        loaded.then(lr_tab["reattach"], [key], lr_tab["outputs"], api_visibility="private", concurrency_limit=None)
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
 def launch_kwargs() -> dict:
-    """Arguments for demo.launch() shared by app.py and the tests."""
-    return dict(max_file_size="500mb", footer_links=["api", "gradio", "settings"])
+    """Arguments for demo.launch() shared by app.py and the tests.
+
+    No `allowed_paths`: Gradio then serves only what it cached itself (uploads, and files this app returned,
+    under unguessable content-hash folders), never the sessions' folders or anything else on the server.
+    show_error: an input Gradio itself rejects (a malformed API call) is answered with Gradio's reason
+    rather than a bare "Error"; the app's own handlers turn every failure into a one-line message anyway.
+    """
+    return dict(max_file_size=os.environ.get("SNAPFIT_MAX_UPLOAD", "").strip() or "500mb", show_error=True,
+                footer_links=["api", "gradio", "settings"])

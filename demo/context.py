@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from dataclasses import dataclass
 
 import gradio as gr
 
-from demo.jobs import JobManager
+from demo.housekeeping import Housekeeper
+from demo.jobs import JobManager, failure_message
 from demo.space import Place
 from demo.workspace import Workspace, Workspaces
 from engine.errors import UserError
@@ -21,8 +23,11 @@ class Context:
     jobs: JobManager
     offline: bool
     place: Place = Place()  # a laptop, or a (ZeroGPU) Space: defaults and caps follow
+    housekeeper: Housekeeper | None = None  # sweeps idle sessions' files now and then (see demo/housekeeping.py)
 
     def workspace(self, key) -> Workspace:
+        if self.housekeeper is not None:
+            self.housekeeper.maybe_sweep()
         return self.workspaces.get(key)
 
     def recipe(self) -> dict:
@@ -51,21 +56,39 @@ class Context:
                 pending, last = [], now
 
 
+log = logging.getLogger("snapfit.demo")
+
+
 def user_errors(fn):
-    """Turn a UserError into a gr.Error (a readable message in the page, not a traceback)."""
+    """Show any failure as a readable gr.Error, never a traceback or Gradio's bare "Error".
+
+    A UserError's message is shown as is (long quoted inputs shortened); anything else is logged with its
+    traceback and shown as "Internal error (Type): message" on one line, like a failed job. The app keeps
+    serving either way.
+    """
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except UserError as exc:
-                raise gr.Error(str(exc), duration=None) from exc
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _as_gr_error(fn, exc) from exc
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
-            raise gr.Error(str(exc), duration=None) from exc
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _as_gr_error(fn, exc) from exc
     return wrapper
+
+
+def _as_gr_error(fn, exc: Exception) -> gr.Error:
+    if not isinstance(exc, UserError):
+        log.error("%s failed", fn.__name__, exc_info=exc)
+    return gr.Error(failure_message(exc), duration=None)

@@ -11,7 +11,9 @@ FIFO queue. Plain Python on purpose: no gradio, no torch, so it is easy to test 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -25,6 +27,7 @@ from engine.events import StopToken
 log = logging.getLogger("snapfit.jobs")
 
 FINISHED = frozenset({"done", "stopped", "failed"})
+MESSAGE_LIMIT = 300  # characters of an unexpected error shown to the user; the traceback goes to the server log
 OUT_OF_MEMORY = (
     "Ran out of memory. Try a smaller batch size or a smaller image size, "
     "or wait until other training runs have finished."
@@ -68,17 +71,25 @@ class Job:
 
 
 def failure_message(exc: BaseException) -> str:
-    """What to tell the user about an exception that ended a job."""
+    """What to tell the user about an exception that ended a job (or a request): one readable line."""
     if isinstance(exc, UserError):
-        return str(exc)
+        return shorten(str(exc))
     if is_out_of_memory(exc):
         return OUT_OF_MEMORY
-    return f"Internal error ({type(exc).__name__}): {exc}"
+    return shorten(" ".join(f"Internal error ({type(exc).__name__}): {exc}".split()), MESSAGE_LIMIT)
+
+
+def shorten(message: str, limit: int = 1000) -> str:
+    """Keep a message readable when it quotes a huge input: long quoted values are cut to 80 characters
+    (the advice around them stays), and the whole to `limit`."""
+    message = re.sub(r"""(['"])([^'"]{80})[^'"]{20,}\1""", r"\1\2…\1", message)
+    return message if len(message) <= limit else message[:limit - 1] + "…"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    # torch reports CUDA OOM as a RuntimeError subclass and CPU OOM as a RuntimeError from its allocator.
-    if isinstance(exc, MemoryError):
+    # torch reports CUDA OOM as torch.OutOfMemoryError (a RuntimeError subclass; named here so this module
+    # needs no torch import) and CPU OOM as a RuntimeError from its allocator.
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "DefaultCPUAllocator" in text)
@@ -224,6 +235,13 @@ class JobManager:
             if queued is job:
                 return place
         return 0
+
+    def last_active(self, owner: str) -> float | None:
+        """When the owner's work last ended: math.inf while a job of theirs is queued or running (their files
+        must not be cleaned up then), None if they have no job at all."""
+        with self._cond:
+            ends = [math.inf if not j.finished else (j.ended or 0.0) for j in self._jobs.values() if j.owner == owner]
+        return max(ends, default=None)
 
     def running_count(self) -> int:
         with self._cond:

@@ -4,21 +4,44 @@
 (the dataset, its decoded tensors, the predictor) live here. The key is also kept in `gr.BrowserState`
 so a reloaded page finds its workspace, and its running job, again. Each workspace has its own folder:
 sessions never share data, models or files.
+
+A workspace nobody has used for `ttl` seconds (SNAPFIT_SESSION_TTL, default 4 hours) is dropped with its
+folder by `sweep()`, unless a job of its session is still queued or running: disk and memory stay bounded
+however many sessions come and go. The clock is injectable so tests need not wait.
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data import LabelledImages, load_builtin
 from engine.predict import Predictor
 from engine.train import Prepared, TrainConfig, ensure_prepared, prepare
+
+log = logging.getLogger("snapfit.workspace")
+DEFAULT_TTL = 4 * 3600.0  # seconds a session's files outlive its last use
+
+
+def ttl_from_env() -> float:
+    """SNAPFIT_SESSION_TTL in seconds; a bad value falls back to the default rather than crash the app."""
+    raw = os.environ.get("SNAPFIT_SESSION_TTL", "").strip()
+    try:
+        ttl = float(raw) if raw else DEFAULT_TTL
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError
+    except ValueError:
+        log.warning("SNAPFIT_SESSION_TTL=%r is not a positive number of seconds; using %d", raw, DEFAULT_TTL)
+        ttl = DEFAULT_TTL
+    return ttl
 
 
 @dataclass
@@ -63,9 +86,10 @@ class Workspace:
                                          progress=progress, memory_budget_mb=cfg.memory_budget_mb)
         return self.prepared[key]
 
-    def set_model(self, model_dir: str | Path, split: tuple[float, int] = (0.2, 0)) -> None:
+    def set_model(self, model_dir: str | Path, split: tuple[float, int] = (0.2, 0), predictor: Predictor | None = None) -> None:
+        """Use this model folder from now on (`predictor`: already loaded from it, if the caller has one)."""
         with self.lock:
-            self.model_dir, self.predictor, self.model_split, self.evaluation = Path(model_dir), None, split, None
+            self.model_dir, self.predictor, self.model_split, self.evaluation = Path(model_dir), predictor, split, None
 
     def get_predictor(self) -> Predictor | None:
         with self.lock:
@@ -80,10 +104,12 @@ def prepared_key(cfg: TrainConfig) -> tuple:
 
 
 class Workspaces:
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, ttl: float | None = None, clock: Callable[[], float] = time.time) -> None:
         root = root or os.environ.get("SNAPFIT_HOME") or Path(tempfile.gettempdir()) / "snapfit"
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl_from_env() if ttl is None else float(ttl)
+        self.clock = clock
         self._items: dict[str, Workspace] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +122,7 @@ class Workspaces:
                 folder = self.root / key
                 folder.mkdir(parents=True, exist_ok=True)
                 ws = self._items[key] = Workspace(key, folder)
-            ws.touched = time.time()
+            ws.touched = self.clock()
             return ws
 
     def known(self, key) -> bool:
@@ -107,3 +133,33 @@ class Workspaces:
             ws = self._items.pop(key, None)
         if ws:
             shutil.rmtree(ws.folder, ignore_errors=True)
+
+    def sweep(self, last_active: Callable[[str], float | None] = lambda key: None) -> list[str]:
+        """Drop workspaces idle for more than `ttl`, and folders under `root` that no workspace owns (left by an
+        earlier server run) once they are that old. Returns the dropped keys.
+
+        `last_active(key)`: when the session's last job ended, math.inf while one is queued or running (the
+        JobManager's `last_active`), None without jobs. A session is idle from the later of its last request
+        and its last job's end, so a long training run keeps its files however long it takes.
+        """
+        now, dropped = self.clock(), []
+        with self._lock:  # get() touches under the same lock, so a workspace in use is never taken away
+            for key, ws in list(self._items.items()):
+                if now - max(ws.touched, last_active(key) or 0.0) > self.ttl:
+                    dropped.append(self._items.pop(key))
+            owned = set(self._items)
+        for ws in dropped:
+            shutil.rmtree(ws.folder, ignore_errors=True)
+        for folder in self.root.iterdir():
+            if folder.name not in owned and _age(folder, now) > self.ttl:
+                shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+        if dropped:
+            log.info("dropped %d idle workspace(s); %d remain", len(dropped), len(owned))
+        return [ws.key for ws in dropped]
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.lstat().st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import timm
@@ -34,16 +35,21 @@ def save_model_folder(
     model = model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels_last (non-contiguous) tensors
     was_training = model.training
     model.eval()
-    timm.models.save_for_hf(
-        model.cpu() if next(model.parameters()).device.type != "cpu" else model,
-        tmp,
-        model_config=dict(label_names=list(class_names)),
-        model_args=dict(num_classes=len(class_names), **(model_args or {})),
-        safe_serialization=True,
-        data_config=data_config,
-    )
-    model.train(was_training)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    try:
+        timm.models.save_for_hf(
+            model.cpu() if next(model.parameters()).device.type != "cpu" else model,
+            tmp,
+            model_config=dict(label_names=list(class_names)),
+            model_args=dict(num_classes=len(class_names), **(model_args or {})),
+            safe_serialization=True,
+            data_config=data_config,
+        )
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write leaves nothing behind (a killed process: the dot-folder)
+        raise
+    finally:
+        model.train(was_training)
     old = None
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
@@ -82,7 +88,11 @@ def load_model_folder(model_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
     """Zip the folder for download (the same zip can be loaded back for classification)."""
     path = check_model_folder(model_dir)
-    return Path(shutil.make_archive(str(zip_base), "zip", root_dir=path))
+    target = Path(f"{zip_base}.zip")
+    # Written under another name, then renamed: a crash mid-way never leaves a truncated zip under the real name.
+    partial = target.parent / f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}"
+    with _removed_on_failure(Path(f"{partial}.zip")):
+        return Path(shutil.make_archive(str(partial), "zip", root_dir=path)).replace(target)
 
 
 def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
@@ -105,5 +115,17 @@ def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
                 std=pretrained.get("std"), architecture=config.get("architecture"))
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
-    onnx.save(proto, str(out))
-    return out
+    partial = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with _removed_on_failure(partial):
+        onnx.save(proto, str(partial))
+        return partial.replace(out)  # renamed only once complete, like the model folder
+
+
+@contextmanager
+def _removed_on_failure(partial: Path):
+    """Delete the half-written file if the block fails (a killed process leaves only the dot-named file)."""
+    try:
+        yield
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -15,6 +15,7 @@ from demo.context import Context, user_errors
 from engine import data as data_lib
 from engine.errors import UserError
 from engine.export import check_model_folder
+from engine.predict import Predictor
 
 TOP_K = 5
 EXAMPLES = 12  # validation images offered as examples
@@ -60,6 +61,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
         """Top classes for a drawing from the sketchpad."""
         return classify(ctx, key, flatten_sketch(drawing), use_tta, show_cam)
 
+    @user_errors
     def show_examples(key=None):
         return validation_examples(ctx.workspace(key))
 
@@ -74,8 +76,13 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
         """Use an uploaded model folder (zip, or model.safetensors + config.json) for classifying."""
         ws = ctx.workspace(key)
         folder = model_from_upload([f if isinstance(f, str) else f.name for f in files or []], ws.folder)
-        ws.set_model(folder)
-        predictor = ws.get_predictor()
+        try:
+            predictor = Predictor.from_folder(folder)
+        except Exception as exc:  # the right file names, unreadable contents: the session keeps the model it had
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UserError(f"Could not load that model folder ({type(exc).__name__}): export it again from Snapfit, "
+                            "or check that config.json and model.safetensors belong together.") from exc
+        ws.set_model(folder, predictor=predictor)
         return ws.key, f"Loaded: {len(predictor.class_names)} classes ({', '.join(predictor.class_names[:10])}), {predictor.img_size} px."
 
     classify_btn.click(predict, [image, tta, cam, key], outputs, api_name="predict", concurrency_limit=4)

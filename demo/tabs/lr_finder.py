@@ -91,6 +91,8 @@ def render(ctx, owner, job, lrs, losses, smoothed, result):
     if job.status == "queued":
         return (owner, f"Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", None, "",
                 gr.Radio(choices=[]), gr.Button(interactive=False), *buttons)
+    if result is None and job.status == "stopped":  # stopped while it waited, before any step
+        return owner, "Stopped before it started.", None, "", gr.Radio(choices=[]), gr.Button(interactive=False), *buttons
     if result is None:
         fig = lr_curve(lrs, losses, smoothed, {}) if lrs else None
         return (owner, f"Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}", fig, "", gr.Radio(choices=[]),

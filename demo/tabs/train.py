@@ -164,6 +164,8 @@ def _convert(name: str, value):
     if name in WHOLE:
         if not number.is_integer():
             raise UserError(f"{label} must be a whole number (got {value!r}).")
+        if name == "seed" and not 0 <= number < 2**32:  # numpy's generators take no other seeds
+            raise UserError(f"Seed must be a whole number from 0 to {2**32 - 1} (got {value!r}).")
         return int(number)
     return number
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import time
 
 # tests/conftest.py (always loaded first) sets the offline/quiet environment and imports engine.
 import pytest
@@ -76,30 +75,15 @@ def app():
     test keeps the CPU busy during the next.
     """
     from demo import build_demo, launch_kwargs
-    from demo.jobs import JobManager
     from demo.workspace import Workspaces
+    from tests.live_app import TrackingJobs
 
-    class TrackingJobs(JobManager):
-        def __init__(self) -> None:
-            super().__init__(max_running=1)
-            self.submitted = []
-
-        def submit(self, owner, kind, run):
-            job = super().submit(owner, kind, run)
-            self.submitted.append(job)
-            return job
-
-    jobs = TrackingJobs()
+    jobs = TrackingJobs(max_running=1)
     demo = build_demo(offline=True, workspaces=Workspaces(tempfile.mkdtemp(prefix="ws-")), jobs=jobs)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
                             **launch_kwargs())
     try:
         yield url, jobs
     finally:
-        for job in jobs.submitted:
-            if not job.finished:
-                jobs.stop(job.id, job.owner)
-        deadline = time.monotonic() + 60
-        while any(not job.finished for job in jobs.submitted) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        jobs.stop_all(timeout=60)
         demo.close()
