@@ -94,8 +94,6 @@ def test_a_crash_in_the_training_thread_is_reported_and_the_app_keeps_serving(ap
     still_serving(app)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/train.py fit() saves only when the loop ends; a crash mid-run loses "
-                                       "the best epoch so far (fix: save the tracker's best state before re-raising)")
 def test_a_crash_after_an_epoch_leaves_that_epoch_on_disk(app):
     c = session(app)
     with injected(Fault(after_validation=True, exc=RuntimeError("injected worker fault"))):
@@ -105,8 +103,6 @@ def test_a_crash_after_an_epoch_leaves_that_epoch_on_disk(app):
     assert saved and all(check_model_folder(m) for m in saved)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/train.py _one_cycle: OneCycleLR(total_steps=4, pct_start=0.25) divides by "
-                                       "zero (its warm-up phase is 0 steps long); any run of exactly 4 optimizer steps fails")
 def test_a_run_of_exactly_four_steps_trains(app):
     c = session(app)
     assert c.submit(**dict(TINY_TRAIN, epochs=2), api_name="/train").result(timeout=300)[0].startswith("Finished")
