@@ -12,7 +12,7 @@ from engine.errors import UserError
 from engine.export import zip_model_folder
 from engine.train import TrainConfig
 from tests.demo.test_app import TRAIN_ARGS, client, free_port
-from tests.hub_standin import HubStandIn
+from tests.hub_push_standin import HubStandIn
 
 TOKEN = "hf_ExportTabSecret0987654321"
 

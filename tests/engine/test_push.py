@@ -1,4 +1,4 @@
-"""Pushing a model folder to the Hub, against a local stand-in for the Hub's HTTP API (tests/hub_standin.py)."""
+"""Pushing a model folder to the Hub, against a local stand-in for the Hub's HTTP API (tests/hub_push_standin.py)."""
 from __future__ import annotations
 
 import io
@@ -21,7 +21,7 @@ from engine.__main__ import main
 from engine.errors import UserError
 from engine.events import LRFinished
 from engine.predict import Predictor
-from tests.hub_standin import HubStandIn
+from tests.hub_push_standin import HubStandIn
 
 TOKEN = "hf_TestSecretToken1234567890"
 REPO = "alice/shapes-classifier"
