@@ -71,12 +71,15 @@ def test_a_running_job_keeps_its_workspace_and_the_ttl_counts_from_its_end(tmp_p
 
 
 def test_folders_left_by_an_earlier_server_go_once_they_are_old(tmp_path):
-    stale, recent = tmp_path / "stale", tmp_path / "recent"
-    stale.mkdir(), recent.mkdir()
-    os.utime(stale, (0, 0))
+    stale, recent, other = tmp_path / ("a" * 32), tmp_path / ("b" * 32), tmp_path / "my-photos"
+    for folder in (stale, recent, other):
+        folder.mkdir()
+    (tmp_path / ("c" * 32)).write_text("a file named like a workspace")
+    for path in (stale, other, tmp_path / ("c" * 32)):
+        os.utime(path, (0, 0))
     spaces = Workspaces(tmp_path, ttl=100)
     spaces.sweep()
-    assert folders(tmp_path) == {"recent"}
+    assert folders(tmp_path) == {"b" * 32, "my-photos", "c" * 32}  # only an old folder named like a workspace goes
 
 
 def test_gradio_stray_empty_temp_files_are_removed(tmp_path):
