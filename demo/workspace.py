@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from engine.train import Prepared, TrainConfig, ensure_prepared, prepare
 
 log = logging.getLogger("snapfit.workspace")
 DEFAULT_TTL = 4 * 3600.0  # seconds a session's files outlive its last use
+KEY = re.compile(r"[0-9a-f]{32}")  # a workspace key (uuid4().hex), also its folder's name
 
 
 def ttl_from_env() -> float:
@@ -150,9 +152,9 @@ class Workspaces:
             owned = set(self._items)
         for ws in dropped:
             shutil.rmtree(ws.folder, ignore_errors=True)
-        for folder in self.root.iterdir():
-            if folder.name not in owned and _age(folder, now) > self.ttl:
-                shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+        for folder in self.root.iterdir():  # only folders named like a workspace: SNAPFIT_HOME may hold other things
+            if KEY.fullmatch(folder.name) and folder.is_dir() and folder.name not in owned and _age(folder, now) > self.ttl:
+                shutil.rmtree(folder, ignore_errors=True)
         if dropped:
             log.info("dropped %d idle workspace(s); %d remain", len(dropped), len(owned))
         return [ws.key for ws in dropped]

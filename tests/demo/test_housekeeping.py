@@ -71,12 +71,15 @@ def test_a_running_job_keeps_its_workspace_and_the_ttl_counts_from_its_end(tmp_p
 
 
 def test_folders_left_by_an_earlier_server_go_once_they_are_old(tmp_path):
-    stale, recent = tmp_path / "stale", tmp_path / "recent"
-    stale.mkdir(), recent.mkdir()
-    os.utime(stale, (0, 0))
+    stale, recent, other = tmp_path / ("a" * 32), tmp_path / ("b" * 32), tmp_path / "my-photos"
+    for folder in (stale, recent, other):
+        folder.mkdir()
+    (tmp_path / ("c" * 32)).write_text("a file named like a workspace")
+    for path in (stale, other, tmp_path / ("c" * 32)):
+        os.utime(path, (0, 0))
     spaces = Workspaces(tmp_path, ttl=100)
     spaces.sweep()
-    assert folders(tmp_path) == {"recent"}
+    assert folders(tmp_path) == {"b" * 32, "my-photos", "c" * 32}  # only an old folder named like a workspace goes
 
 
 def test_gradio_stray_empty_temp_files_are_removed(tmp_path):
@@ -151,3 +154,13 @@ def test_many_sessions_come_and_go_and_the_folder_count_returns_to_its_floor(tmp
         clock.now = max(clock.now, jobs.submitted[0].ended) + 4 * 3600
         client(url).predict(api_name="/stop_training")
         assert len(folders(spaces.root)) == 1  # the floor: only the session that just asked
+
+
+def test_the_app_ages_gradios_cache_on_the_same_ttl_and_lets_quick_actions_overlap(tmp_path):
+    from demo import CONCURRENCY, QUEUE_SIZE, build_demo
+
+    demo = build_demo(offline=True, workspaces=Workspaces(tmp_path, ttl=400), jobs=JobManager())
+    assert demo.delete_cache == (100, 400)
+    assert demo._queue.default_concurrency_limit == CONCURRENCY > 1 and demo._queue.max_size == QUEUE_SIZE
+    streams = [fn for fn in demo.fns.values() if fn.name in ("train", "lr_find", "reattach")]
+    assert len(streams) == 4 and all(fn.concurrency_limit is None for fn in streams)  # they only wait on a job

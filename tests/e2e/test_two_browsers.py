@@ -9,19 +9,12 @@ import re
 import pytest
 
 from tests.e2e.conftest import VIEWPORT
-from tests.e2e.test_browser import TRAIN_TIMEOUT, open_app, set_slider, start_training, tab, wait_for_text
+from tests.e2e.test_browser import TRAIN_TIMEOUT, open_app, start_training, tab, wait_for_text
 from tests.faults import Fault, injected
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 RUNNING = re.compile(r"Preparing|Epoch \d").search
 
-
-def start_small(page, epochs: int) -> None:
-    """Start training at 32 px (the smallest size: the runs are short, the point is that they overlap)."""
-    tab(page, "Train").click()
-    page.get_by_text("Advanced", exact=True).click()
-    set_slider(page, "Image size (px)", 32)
-    start_training(page, epochs)
 
 
 def test_two_browsers_share_the_server_not_their_work(app, browser, tmp_path):
@@ -35,10 +28,10 @@ def test_two_browsers_share_the_server_not_their_work(app, browser, tmp_path):
         with injected(Fault(hold=True)) as fault:
             open_app(a, url)
             open_app(b, url)
-            start_small(a, epochs=1)
+            start_training(a, epochs=1)
             assert fault.wait_arrived(1), "the first training never started"
             wait_for_text(a, "#train-status", RUNNING, timeout=60)
-            start_small(b, epochs=2)
+            start_training(b, epochs=2)
             wait_for_text(b, "#train-status", "Waiting for a free training slot: position 1 in the queue", timeout=60)
             assert len({job.owner for job in jobs.submitted}) == 2
 
