@@ -122,6 +122,10 @@ def catalog(files: Files) -> dict[str, dict[str, list]]:
     return {
         "/load_data": dict(source=WORDS + [None, 123, ["a"], {"path": "/etc/passwd"}]),
         "/load_zip": dict(path=zips),
+        "/load_hub": dict(dataset_id=WORDS + [None, 123], max_per_class=[-1, 0, 1.5, 1e12, "x", None],
+                          config=WORDS[:6], split=WORDS[:6], image_column=WORDS[:6], label_column=WORDS[:6]),
+        "/load_folder": dict(files=[None, [], [f(files.garbage())], [f(files.text())]],
+                             paths=["", "not json", '["../../x.png"]', '["/etc/passwd"]', '{"a": 1}', None, "[]"]),
         "/train": training,
         # The LR finder checks its training settings with the Train tab's code: one bad value each is enough.
         "/lr_find": dict(start=[-1, 0, 100, "x", None], end=[-1, 0, 1e-9, None], n=[0, -5, 1, 1e9, "x"],
@@ -143,7 +147,11 @@ def baseline(files: Files) -> dict[str, dict]:
     return {"/predict": dict(img=handle_file(files.png())),
             "/predict_sketch": dict(drawing={"background": None, "layers": [], "composite": handle_file(files.png((64, 64)))}),
             "/cell_images": dict(actual_name=None, predicted_name=None), "/load_zip": dict(path=None),
-            "/load_model": dict(files=None), "/push_to_hub": dict(repo_id="me/model", hub_token="hf_x"), "/use_lr": dict(choice=None)}
+            "/load_model": dict(files=None),
+            "/load_hub": dict(dataset_id="builtin:shapes", max_per_class=100, config="", split="", image_column="",
+                              label_column=""),
+            "/load_folder": dict(files=[handle_file(files.png(name="a.png"))], paths='["cats/a.png"]'),
+            "/push_to_hub": dict(repo_id="me/model", hub_token="hf_x"), "/use_lr": dict(choice=None)}
 
 
 def call(client, api_name: str, kwargs: dict, timeout: float = 120.0) -> tuple[str, str]:
