@@ -102,7 +102,10 @@ def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[t
 def memory_budget_mb(value: int | None = None) -> int:
     """The memory decoded images may take: `value`, else $SNAPFIT_MEMORY_BUDGET_MB, else the default."""
     if value is None:
-        value = int(os.environ.get("SNAPFIT_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET_MB))
+        text = os.environ.get("SNAPFIT_MEMORY_BUDGET_MB", str(DEFAULT_MEMORY_BUDGET_MB))
+        if not text.strip().isdigit():
+            raise UserError(f"SNAPFIT_MEMORY_BUDGET_MB must be a whole number of MB (got {text!r}).")
+        value = int(text)
     return value
 
 
@@ -145,13 +148,13 @@ class LazyImages:
             return self[[idx]][0]
         positions = range(*idx.indices(len(self))) if isinstance(idx, slice) else torch.as_tensor(idx).flatten().tolist()
         items = [self.index[p] for p in positions]
-        out = torch.empty((len(items), 3, self.size, self.size), dtype=torch.uint8)
+        out = np.empty((len(items), 3, self.size, self.size), dtype=np.uint8)
         for k, (arr, _) in enumerate(_decode_all(self.data, items, self.size)):
             if arr is None:
                 raise UserError(f"{self.data.name(items[k])} could not be read any more (was it changed or removed "
                                 "during training?).")
-            out[k] = torch.from_numpy(arr).permute(2, 0, 1)
-        return out.to(self.device)
+            out[k] = arr.transpose(2, 0, 1)
+        return torch.from_numpy(out).to(self.device)
 
 
 def _decode_one(data: LabelledImages, i: int, size: int) -> tuple[np.ndarray | None, bytes]:
@@ -178,14 +181,15 @@ def decode(data: LabelledImages, indices, size: int, progress=None, lazy: bool =
     lazy: check every image now (decoding it once) but keep none; batches decode theirs when asked (LazyImages).
     """
     indices = list(indices)
-    x = None if lazy else torch.empty((len(indices), 3, size, size), dtype=torch.uint8)
+    # Filled through numpy: a torch copy per image may wake its thread pool, which costs more than the copy
+    x = None if lazy else np.empty((len(indices), 3, size, size), dtype=np.uint8)
     keep, digests, bad = [], [], []
     for n, (i, (arr, digest)) in enumerate(zip(indices, _decode_all(data, indices, size))):
         if arr is None:
             bad.append(data.name(i))
         else:
             if x is not None:
-                x[len(keep)] = torch.from_numpy(arr).permute(2, 0, 1)
+                x[len(keep)] = arr.transpose(2, 0, 1)
             keep.append(i)
             digests.append(digest)
         if progress and (n % 64 == 0 or n == len(indices) - 1):
@@ -193,7 +197,7 @@ def decode(data: LabelledImages, indices, size: int, progress=None, lazy: bool =
     if not keep:
         raise UserError("None of the images could be read.")
     y = torch.tensor([data.labels[i] for i in keep], dtype=torch.int64)
-    x = LazyImages(data, keep, size) if lazy else x[: len(keep)]
+    x = LazyImages(data, keep, size) if lazy else torch.from_numpy(x[: len(keep)])
     return Tensors(x, y, keep, digests), bad
 
 

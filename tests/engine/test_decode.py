@@ -46,6 +46,9 @@ def test_memory_budget_decides_eager_or_lazy(folder, monkeypatch):
     assert "exceed the memory budget of 0 MB" in warnings[0]
     monkeypatch.setenv("SNAPFIT_MEMORY_BUDGET_MB", "0")
     assert not data.fits_in_memory(1, 16) and data.fits_in_memory(1, 16, 1)
+    monkeypatch.setenv("SNAPFIT_MEMORY_BUDGET_MB", "lots")
+    with pytest.raises(data.UserError, match="SNAPFIT_MEMORY_BUDGET_MB must be a whole number"):
+        data.fits_in_memory(1, 16)
 
 
 def test_identical_train_and_validation_images_are_warned(tmp_path):
@@ -89,3 +92,11 @@ def test_training_beyond_the_memory_budget_gives_the_same_model(small_shapes, tm
         runs.append([(e.epoch, e.train_loss, e.val_loss) for e in events if e.kind == "epoch_end"])
         assert any("exceed the memory budget" in getattr(e, "message", "") for e in events) == (budget == 0)
     assert runs[0] == runs[1]
+
+
+def test_a_bad_memory_budget_is_named():
+    from engine.errors import UserError
+    from engine.train import TrainConfig
+
+    with pytest.raises(UserError, match="Memory budget must be a whole number of MB"):
+        TrainConfig(memory_budget_mb=-5).checked()
