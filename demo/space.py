@@ -64,6 +64,13 @@ class Place:
             return Limits(max_epochs=30, max_img_size=224, max_batch_size=256, max_images=20_000)
         return Limits(max_epochs=10, max_img_size=160, max_batch_size=128, max_images=3_000)
 
+    def check(self, cfg: TrainConfig) -> TrainConfig:
+        """cfg, if within this place's caps (a UserError naming the cap otherwise)."""
+        return self.limits.check(cfg, self.name)
+
+    def check_dataset(self, num_images: int) -> None:
+        self.limits.check_dataset(num_images, self.name)
+
     def storage_note(self) -> str:
         """What a visitor must know about where their model lives (shown in the Train and Export tabs)."""
         if not self.on_space:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.export import removed_on_failure
+
 
 @dataclass
 class RunState:
@@ -63,9 +65,9 @@ def save(state: RunState, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(asdict(state), tmp)
-    tmp.replace(path)
-    return path
+    with removed_on_failure(tmp):
+        torch.save(asdict(state), tmp)
+    return tmp.replace(path)
 
 
 def load(path: str | Path) -> RunState:

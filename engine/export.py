@@ -36,18 +36,16 @@ def save_model_folder(
     was_training = model.training
     model.eval()
     try:
-        timm.models.save_for_hf(
-            model.cpu() if next(model.parameters()).device.type != "cpu" else model,
-            tmp,
-            model_config=dict(label_names=list(class_names)),
-            model_args=dict(num_classes=len(class_names), **(model_args or {})),
-            safe_serialization=True,
-            data_config=data_config,
-        )
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a failed write leaves nothing behind (a killed process: the dot-folder)
-        raise
+        with removed_on_failure(tmp):
+            timm.models.save_for_hf(
+                model.cpu() if next(model.parameters()).device.type != "cpu" else model,
+                tmp,
+                model_config=dict(label_names=list(class_names)),
+                model_args=dict(num_classes=len(class_names), **(model_args or {})),
+                safe_serialization=True,
+                data_config=data_config,
+            )
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
     finally:
         model.train(was_training)
     old = None
@@ -91,7 +89,7 @@ def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
     target = Path(f"{zip_base}.zip")
     # Written under another name, then renamed: a crash mid-way never leaves a truncated zip under the real name.
     partial = target.parent / f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}"
-    with _removed_on_failure(Path(f"{partial}.zip")):
+    with removed_on_failure(Path(f"{partial}.zip")):
         return Path(shutil.make_archive(str(partial), "zip", root_dir=path)).replace(target)
 
 
@@ -116,16 +114,20 @@ def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
     partial = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with _removed_on_failure(partial):
+    with removed_on_failure(partial):
         onnx.save(proto, str(partial))
         return partial.replace(out)  # renamed only once complete, like the model folder
 
 
 @contextmanager
-def _removed_on_failure(partial: Path):
-    """Delete the half-written file if the block fails (a killed process leaves only the dot-named file)."""
+def removed_on_failure(partial: Path):
+    """Delete the half-written file or folder if the block fails, so only complete outputs are ever renamed into
+    place (a killed process leaves only the dot-named partial)."""
     try:
         yield
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
         raise

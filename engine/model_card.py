@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+import timm
 import torch
 
 from engine.evaluate import per_class_scores
@@ -115,8 +116,6 @@ def _base_model(config: dict, metrics: dict) -> str | None:
     """The Hub repo of the pretrained weights this model started from, if it started from any."""
     if (metrics.get("hyperparameters") or {}).get("weights") != "pretrained":
         return None
-    import timm
-
     name = (metrics.get("hyperparameters") or {}).get("model") or config.get("architecture")
     cfg = timm.models.get_pretrained_cfg(name) if name else None
     return getattr(cfg, "hf_hub_id", None) or None

@@ -82,7 +82,7 @@ def build(ctx: Context, key: gr.State):
     def show(ws: Workspace, dataset: data_lib.LabelledImages, progress):
         """Make `dataset` the session's, decode it for the Train tab's starting recipe (which finds unreadable and
         duplicated images, and saves that run the decoding), and render it."""
-        ctx.place.limits.check_dataset(len(dataset), ctx.place.name)  # on a free Space: a cap on images
+        ctx.place.check_dataset(len(dataset))  # on a free Space: a cap on images
         ws.set_dataset(dataset)
         try:
             prepared, problem = ws.decode_now(TrainConfig(**ctx.recipe()), progress=reporter(progress, "Decoding")), None

@@ -41,7 +41,7 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
             if start is None or end is None:
                 raise UserError("Fill in both the start and the end LR.")
             check_range(float(start), float(end), int(n))
-            cfg = ctx.place.limits.check(config_from(settings), ctx.place.name)
+            cfg = ctx.place.check(config_from(settings))
             job = ctx.jobs.submit(ws.key, "lr_find", lambda token: run_finder(ws, cfg, float(start), float(end), int(n), token))
         yield from stream(ctx, ws.key, job)
 

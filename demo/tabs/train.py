@@ -91,7 +91,7 @@ def build(ctx: Context, key: gr.State):
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "train")
         if job is None or job.finished:
-            cfg = caps.check(config_from(settings), ctx.place.name)
+            cfg = ctx.place.check(config_from(settings))
             chunked = ctx.place.zero_gpu  # GPU work in time-limited calls: see demo/zerogpu.py
             job = ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token, chunked))
             ws.train_settings = dict(settings)
