@@ -68,5 +68,5 @@ def detect_offline(timeout: float = 1.5) -> bool:
 OFFLINE_MESSAGE = (
     "Offline: the Hugging Face Hub cannot be reached from this machine, so pretrained weights and Hub "
     "datasets cannot be downloaded. Everything else works: the built-in shapes dataset, your own "
-    "zips of class folders, training from scratch, the LR finder and classifying."
+    "folders and zips of class folders, training from scratch, the LR finder, classifying and exporting (but not pushing)."
 )
