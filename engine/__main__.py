@@ -187,6 +187,9 @@ class _Progress:
         elif kind == "epoch_end":
             print(("\r" if self.tty else "") + f"epoch {event.epoch}: train_loss={event.train_loss:.4f} val_loss={event.val_loss:.4f} "
                   f"val_acc={event.val_acc:.4f} ({event.seconds:.1f}s)", file=sys.stderr)
+        elif kind == "saved_before_failure":
+            print(f"the run failed after epoch {event.best_epoch}; that epoch ({event.best_val_acc:.1%} validation "
+                  f"accuracy) is saved in {event.model_dir}", file=sys.stderr)
         elif kind in ("log", "started"):
             print(event.message if kind == "log" else f"training {event.model} ({event.strategy}) on {event.device}: "
                   f"{event.num_train} train / {event.num_val} val images", file=sys.stderr)

@@ -85,6 +85,16 @@ class Stopped:
 
 
 @dataclass
+class SavedBeforeFailure:
+    """The run failed after `best_epoch` ended; that epoch is in `model_dir`. The error is raised right after."""
+
+    model_dir: str
+    best_epoch: int
+    best_val_acc: float
+    kind: str = "saved_before_failure"
+
+
+@dataclass
 class Paused:
     """A chunk of a longer run ended at an epoch boundary within its time budget (see engine/checkpoint.py):
     `checkpoint` resumes it; `model_dir` already holds the best epoch so far."""

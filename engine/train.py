@@ -12,6 +12,7 @@ Layer groups come from timm's `group_matcher`; frozen groups keep their BatchNor
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -30,10 +31,11 @@ from engine import data as data_lib
 from engine import distributed, models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy
-from engine.events import EpochEnd, Finished, Log, Paused, Started, Step, Stopped, StopToken
+from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped, StopToken
 from engine.export import save_model_folder
 
 STRATEGIES = ("head", "finetune", "full", "progressive")
+log = logging.getLogger("snapfit.train")
 
 # Defaults when there are no pretrained weights (offline): a small ResNet from scratch at 48 px. On the
 # built-in shapes it reaches about 97 % validation accuracy in ~14 s on 2 CPU cores (tests/engine/test_train.py
@@ -395,8 +397,9 @@ def fit(
             if stop.stopped or tracker.should_stop_early:
                 break
     except Exception:
-        if tracker.best_state is not None:  # a crash mid-run still leaves the best epoch so far on disk
-            _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+        saved = _save_after_failure(session, tracker, cfg, out_dir, time.perf_counter() - t0)
+        if saved is not None:
+            yield saved
         raise
     if tracker.should_stop_early and not stop.stopped:
         yield Log(f"Early stopping: validation loss has not improved for {cfg.patience} epochs")
@@ -410,6 +413,20 @@ def fit(
         yield Stopped(str(model_dir), epoch, seconds)
     else:
         yield Finished(str(model_dir), tracker.best_epoch, tracker.best_key[0], seconds)
+
+
+def _save_after_failure(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str,
+                        seconds: float) -> SavedBeforeFailure | None:
+    """A crash mid-run still leaves the best epoch so far on disk. Saving may fail too (the same lack of
+    memory, say): then nothing is saved, and the error that ended the run is the one reported."""
+    if tracker.best_state is None:
+        return None
+    try:
+        model_dir = _save(session, tracker, cfg, out_dir, seconds)
+    except Exception:  # noqa: BLE001 - the caller re-raises the original error
+        log.exception("could not save the best epoch after a failed run")
+        return None
+    return SavedBeforeFailure(str(model_dir), tracker.best_epoch, tracker.best_key[0])
 
 
 def _pause(session: Session, tracker: _Tracker, phase: int, done: int, epoch: int, step: int, t0: float,

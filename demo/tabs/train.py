@@ -177,7 +177,7 @@ def run_training(ws, cfg: TrainConfig, stop, chunked: bool = False):
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}"
     events = train_in_chunks(prepared, cfg, str(out_dir), stop) if chunked else fit(prepared, cfg, str(out_dir), stop)
     for event in events:
-        if event.kind in ("finished", "stopped"):
+        if event.kind in ("finished", "stopped", "saved_before_failure"):
             keep_lr_result(ws, cfg, event.model_dir)
             ws.set_model(event.model_dir, (cfg.val_fraction, cfg.seed))
             zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
@@ -219,12 +219,15 @@ class View:
             self.log.append(event.message)
         elif kind == "paused":
             self.log.append(f"Checkpoint after epoch {event.epochs_done}; going on in the next GPU call")
-        elif kind in ("finished", "stopped"):
+        elif kind in ("finished", "stopped", "saved_before_failure"):
             self.final = event
 
     def status(self, job, position: int) -> str:
         if job.status == "queued":
             return f"Waiting for a free training slot: position {position} in the queue."
+        if job.status == "failed" and self.final is not None:
+            return (f"Training failed: {job.error.rstrip('.')}. The best epoch before the failure (epoch {self.final.best_epoch}, "
+                    f"{self.final.best_val_acc:.1%} validation accuracy) is saved and ready on the **Classify** tab.")
         if job.status == "failed":
             return f"Training failed: {job.error}"
         if job.status in ("done", "stopped") and self.final is not None:

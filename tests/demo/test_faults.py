@@ -87,20 +87,38 @@ def test_a_crash_in_the_training_thread_is_reported_and_the_app_keeps_serving(ap
     c = session(app)
     with injected(Fault(after_validation=True, exc=exc)):
         status, *_, log, _, download = c.submit(**TWO_EPOCHS, api_name="/train").result(timeout=300)
-    assert status == f"Training failed: {message}"
+    assert status.startswith(f"Training failed: {message.rstrip('.')}"), status
     assert_one_clear_line(status)
     assert "Traceback" not in log
     assert app[1].submitted[-1].status == "failed"
     still_serving(app)
 
 
-def test_a_crash_after_an_epoch_leaves_that_epoch_on_disk(app):
+def test_a_crash_after_an_epoch_leaves_that_epoch_on_disk_and_in_use(app):
     c = session(app)
     with injected(Fault(after_validation=True, exc=RuntimeError("injected worker fault"))):
-        assert c.submit(**TWO_EPOCHS, api_name="/train").result(timeout=300)[0].startswith("Training failed")
+        status, *_, results, download = c.submit(**TWO_EPOCHS, api_name="/train").result(timeout=300)
+    assert status.startswith("Training failed: Internal error (RuntimeError): injected worker fault."), status
+    assert "best epoch before the failure (epoch 1" in status and "Classify" in status, status
     owner = app[1].submitted[-1].owner
     saved = [m for m in (app[2].root / owner).glob("model-*") if m.is_dir()]
-    assert saved and all(check_model_folder(m) for m in saved)
+    assert len(saved) == 1 and check_model_folder(saved[0])
+    assert read_metrics(saved[0])["best_epoch"] == 1
+    assert "Saved model** (epoch 1)" in results
+    with zipfile.ZipFile(download["value"]) as z:  # the download button offers that epoch
+        assert {"model.safetensors", "config.json", "metrics.json"} <= set(z.namelist())
+    label = c.predict(handle_file(app[4]), api_name="/predict")[0]  # and the session classifies with it
+    assert {x["label"] for x in label["confidences"]} == set(CLASSES)
+
+
+def test_a_crash_before_any_epoch_ended_saves_nothing_and_says_so_plainly(app):
+    c = session(app)
+    with injected(Fault(exc=RuntimeError("injected worker fault"))):
+        status, *_, results, download = c.submit(**TWO_EPOCHS, api_name="/train").result(timeout=300)
+    assert status == "Training failed: Internal error (RuntimeError): injected worker fault", status
+    assert results == "" and not download.get("visible", True)
+    owner = app[1].submitted[-1].owner
+    assert not [m for m in (app[2].root / owner).glob("model-*") if m.is_dir()]
 
 
 def test_a_run_of_exactly_four_steps_trains(app):

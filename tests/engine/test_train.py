@@ -4,12 +4,13 @@ import pytest
 import timm
 import torch
 
-from engine import models
+from engine import models, train
 from engine.errors import UserError
 from engine.events import StopToken
 from engine.export import load_model_folder
 from engine.predict import Predictor
 from engine.train import SCRATCH_RECIPE, TrainConfig, fit, prepare
+from tests.faults import Fault, injected
 
 
 def run(data, cfg, out):
@@ -112,3 +113,30 @@ def test_a_size_the_model_cannot_take_is_a_clear_error():
     model, _ = models.create("vit_tiny_patch16_224", 3)  # built for 224 px only
     with pytest.raises(UserError, match="cannot take 32 px images.*native 224 px"):
         models.check_input_size(model, "vit_tiny_patch16_224", 32)
+
+
+def test_a_crash_mid_run_saves_the_best_epoch_so_far_then_raises(small_shapes, tmp_path):
+    cfg = TrainConfig(model="resnet10t", epochs=3, img_size=32, batch_size=32)
+    events = []
+    with injected(Fault(after_validation=True, exc=RuntimeError("injected"), thread_prefix="MainThread")):
+        with pytest.raises(RuntimeError, match="injected"):  # the error that ended the run, not a later one
+            for event in fit(small_shapes, cfg, str(tmp_path / "m")):
+                events.append(event)
+    saved = events[-1]
+    assert saved.kind == "saved_before_failure" and saved.best_epoch == 1
+    assert [e.kind for e in events].count("epoch_end") == 1  # it failed in epoch 2
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1 and metrics["val_accuracy"] == pytest.approx(saved.best_val_acc, abs=1e-6)
+    Predictor.from_folder(tmp_path / "m").predict(small_shapes.images[:1])
+
+
+def test_when_saving_after_a_crash_fails_too_the_first_error_is_raised(small_shapes, tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(train, "save_model_folder", disk_full)
+    cfg = TrainConfig(model="resnet10t", epochs=3, img_size=32, batch_size=32)
+    with injected(Fault(after_validation=True, exc=RuntimeError("injected"), thread_prefix="MainThread")):
+        with pytest.raises(RuntimeError, match="injected"):
+            list(fit(small_shapes, cfg, str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
