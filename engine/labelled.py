@@ -54,10 +54,13 @@ def listed(names: list[str], limit: int = LIST_LIMIT) -> str:
 
 def validate(data: LabelledImages) -> LabelledImages:
     """Refuse what cannot be trained on; warn about what can but should be looked at."""
+    # when files were skipped, say so: "no images" about a folder full of broken ones would mislead
+    skipped = f" {' '.join(data.warnings)}" if data.skipped else ""
     if not data.labels:
-        raise UserError("No images found. Put images in one subfolder per class (e.g. cats/, dogs/).")
+        raise UserError(f"No usable images found.{skipped} Put readable images (PNG, JPEG, WebP, ...) in one subfolder "
+                        "per class (e.g. cats/, dogs/).")
     if len(data.class_names) < 2:
-        raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 classes.")
+        raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 classes.{skipped}")
     small = [name for name, n in data.counts().items() if n < 2]
     if small:
         data.warnings.append(f"Classes with fewer than 2 images are kept out of validation: {listed(small)}.")

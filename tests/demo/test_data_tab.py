@@ -165,7 +165,7 @@ def bad_folder_uploads(tmp_path):
     for name in ("a", "b"):
         (text / name).mkdir(parents=True)
         (text / name / "readme.txt").write_text("hello")
-    return {"one class": (one, "only one class"), "no images": (text, "No images")}
+    return {"one class": (one, "only one class"), "no images": (text, "No usable images")}
 
 
 @pytest.mark.parametrize("case", ["one class", "no images"])

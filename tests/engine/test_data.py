@@ -43,7 +43,7 @@ def test_one_class_or_empty_is_refused(tmp_path):
     with pytest.raises(UserError, match="at least 2"):
         data.load(str(tmp_path / "one"))
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    with pytest.raises(UserError, match="No images"):
+    with pytest.raises(UserError, match="No usable images"):
         data.load(str(tmp_path / "empty"))
     with pytest.raises(UserError, match="not a folder"):
         data.load(str(tmp_path / "missing"))
@@ -221,12 +221,28 @@ def test_truncated_image_is_skipped_at_decode_and_recorded(tmp_path):
 
 def test_empty_sources_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="No images found"):
+    with pytest.raises(UserError, match="No usable images found"):
         data.load(str(tmp_path / "empty"))
     with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
         pass
-    with pytest.raises(UserError, match="No images found"):
+    with pytest.raises(UserError, match="No usable images found"):
         data.load_zip(tmp_path / "empty.zip", tmp_path / "out")
+
+
+def test_a_source_whose_images_are_all_unreadable_says_so(tmp_path):
+    with zipfile.ZipFile(tmp_path / "broken.zip", "w") as z:
+        for name in ("cats/1.png", "cats/2.jpg", "dogs/1.png", "dogs/2.png"):
+            z.writestr(name, b"this is text, not a picture")
+    with pytest.raises(UserError, match="No usable images found. Skipped 4 unreadable images: .*cats/1.png"):
+        data.load(str(tmp_path / "broken.zip"))
+    with zipfile.ZipFile(tmp_path / "half.zip", "w") as z:
+        z.writestr("dogs/1.png", b"not a picture either")
+        for name in ("cats/1.png", "cats/2.png"):
+            picture = io.BytesIO()
+            Image.new("RGB", (8, 8), (200, 30, 30)).save(picture, "PNG")
+            z.writestr(name, picture.getvalue())
+    with pytest.raises(UserError, match="only one class \\(cats\\).*Skipped 1 unreadable images: dogs/1.png"):
+        data.load(str(tmp_path / "half.zip"))
 
 
 def test_hub_options_on_a_folder_are_refused(tmp_path):
