@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from demo.compute import compute
 from demo.context import Context, user_errors
 from engine import data as data_lib
 from engine.errors import UserError
@@ -54,22 +55,22 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
         """Top classes for one image (and its Grad-CAM overlay)."""
         if img is None:
             raise UserError("Add an image first: upload one, take a photo, or paste from the clipboard.")
-        return classify(ctx, key, img, use_tta, show_cam)
+        return compute.run(classify, ctx, key, img, use_tta, show_cam)
 
     @user_errors
     def predict_sketch(drawing, use_tta=False, show_cam=True, key=None):
         """Top classes for a drawing from the sketchpad."""
-        return classify(ctx, key, flatten_sketch(drawing), use_tta, show_cam)
+        return compute.run(classify, ctx, key, flatten_sketch(drawing), use_tta, show_cam)
 
     @user_errors
     def show_examples(key=None):
-        return validation_examples(ctx.workspace(key))
+        return compute.run(validation_examples, ctx.workspace(key))
 
     @user_errors
     def use_example(evt: gr.SelectData, use_tta=False, show_cam=True, key=None):
         ws = ctx.workspace(key)
-        picked = validation_examples(ws)[evt.index][0]
-        return picked, *classify(ctx, ws.key, Image.fromarray(picked), use_tta, show_cam)
+        picked = compute.run(validation_examples, ws)[evt.index][0]
+        return picked, *compute.run(classify, ctx, ws.key, Image.fromarray(picked), use_tta, show_cam)
 
     @user_errors
     def load_model(files, key=None):
@@ -77,7 +78,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
         ws = ctx.workspace(key)
         folder = model_from_upload([f if isinstance(f, str) else f.name for f in files or []], ws.folder)
         try:
-            predictor = Predictor.from_folder(folder)
+            predictor = compute.run(Predictor.from_folder, folder)
         except Exception as exc:  # the right file names, unreadable contents: the session keeps the model it had
             shutil.rmtree(folder, ignore_errors=True)
             raise UserError(f"Could not load that model folder ({type(exc).__name__}): export it again from Snapfit, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from demo.compute import compute
 from demo.context import Context, user_errors
 from engine import data as data_lib
 from engine.errors import UserError
@@ -40,7 +41,7 @@ def build(ctx: Context, key: gr.State):
     def run_evaluation(key=None):
         """Evaluate the workspace's model on its validation images."""
         ws = ctx.workspace(key)
-        ev = evaluate_workspace(ws)
+        ev = compute.run(evaluate_workspace, ws)
         r, names = ev["result"], ev["result"]["class_names"]
         first = r["most_confused"][0] if r["most_confused"] else dict(actual=names[0], predicted=names[0])
         return (ws.key, render_summary(r), scores_frame(r), confusion(r["confusion_matrix"], names), confusion_frame(r),

@@ -1,9 +1,11 @@
 """The app driven through its public API with gradio_client, as a script or another program would."""
 import socket
+import threading
 import time
 import zipfile
 
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -105,6 +107,24 @@ def test_evaluation_views(trained):
     matrix = {row[0]: row[1:] for row in table["data"]}
     images = c.predict("circle", "circle", api_name="/cell_images")
     assert len(images) == min(48, matrix["circle"][0]) and all(item["caption"] == "circle -> circle" for item in images)
+
+
+def test_the_app_classifies_and_evaluates_on_the_compute_thread(trained, shape_png):
+    """Every model call of a request on one thread (demo/compute.py), not on Gradio's worker threads."""
+    c, _ = trained
+    seen = set()
+
+    def note_thread(module, args):
+        if hasattr(module, "pretrained_cfg"):  # a timm model's forward
+            seen.add(threading.current_thread().name)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(note_thread)
+    try:
+        c.predict(handle_file(shape_png), True, True, api_name="/predict")
+        c.predict(api_name="/evaluate")
+    finally:
+        handle.remove()
+    assert seen == {"snapfit-compute"}
 
 
 def test_an_exported_zip_loads_back_in_another_session(trained, shape_png):
