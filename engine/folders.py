@@ -97,7 +97,7 @@ def load_folder(root: Path, split: str | None = None, progress=None) -> Labelled
         labels.append(names.index(name))
     used = sorted(set(labels))  # classes whose folders held no usable image are dropped
     remap = {old: new for new, old in enumerate(used)}
-    data = LabelledImages([names[c] for c in used], images, [remap[y] for y in labels], source=str(root),
+    data = LabelledImages([names[c] for c in used], images, [remap[y] for y in labels], source=str(root), folder=str(root),
                           skipped=[f for files in skipped.values() for f in files])
     if None not in layout:
         data.splits, notes = own_splits(parts)

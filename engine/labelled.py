@@ -7,6 +7,7 @@ otherwise the split is stratified and fully determined by (val_fraction, seed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class LabelledImages:
     splits: dict[str, list[int]] = field(default_factory=dict)  # the source's own "train"/"validation"/"test" items
     origin: dict = field(default_factory=dict)  # the load() arguments that give this dataset again
     item_names: list[str] | None = None  # how to name an item in messages when it has no path
+    folder: str | None = None  # where the image paths lie: messages name files relative to it
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,10 +39,17 @@ class LabelledImages:
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
     def name(self, i: int) -> str:
+        """How item i is shown to people: its Hub row, its path inside the source folder (never the server's
+        own folders), or its number."""
         if self.item_names is not None:
             return self.item_names[i]
         image = self.images[i]
-        return image if isinstance(image, str) else f"item {i}"
+        if not isinstance(image, str):
+            return f"item {i}"
+        try:
+            return str(Path(image).relative_to(self.folder or self.source))
+        except ValueError:  # not under the source folder
+            return image
 
     def has_own_split(self) -> bool:
         return bool(self.splits.get("train")) and bool(self.splits.get("validation"))

@@ -218,6 +218,7 @@ class Session:
         self.normalize.mean, self.normalize.std = self.normalize.mean.to(self.device), self.normalize.std.to(self.device)
         self.train_x, self.train_y = prepared.train.x.to(self.device), prepared.train.y.to(self.device)
         self.val_x, self.val_y = prepared.val.x.to(self.device), prepared.val.y.to(self.device)
+        self.last_val_logits: torch.Tensor | None = None  # from the latest validation pass
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling: the same order on every process
         self.aug_generator = self.generator  # augmentation: different on every process
         if distributed.active():
@@ -316,15 +317,17 @@ class _Tracker:
 
     def __init__(self, patience: int) -> None:
         self.best_key, self.best_state, self.best_epoch = None, None, 0
+        self.best_logits = None  # the best epoch's validation logits: saving needs no validation pass of its own
         self.best_loss, self.bad_epochs, self.patience = math.inf, 0, patience
         self.history: list[dict] = []
 
-    def update(self, model, epoch_end: EpochEnd) -> None:
+    def update(self, model, epoch_end: EpochEnd, val_logits: torch.Tensor | None = None) -> None:
         self.history.append(asdict(epoch_end))
         key = (epoch_end.val_acc, -epoch_end.val_loss)
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch = key, epoch_end.epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best_logits = val_logits
         if epoch_end.val_loss < self.best_loss - 1e-4:
             self.best_loss, self.bad_epochs = epoch_end.val_loss, 0
         else:
@@ -382,7 +385,7 @@ def fit(
             runner = _run_features if phase.on_features else _run_images
             for event in runner(session, phase, epoch - skip, step, stop, skip, resumed if p == first_phase else None):
                 if isinstance(event, EpochEnd):
-                    tracker.update(session.model, event)
+                    tracker.update(session.model, event, session.last_val_logits)
                     epoch, skip, slowest_epoch = event.epoch, skip + 1, max(slowest_epoch, event.seconds)
                 elif isinstance(event, Step):
                     step = event.step
@@ -404,7 +407,7 @@ def fit(
     if tracker.should_stop_early and not stop.stopped:
         yield Log(f"Early stopping: validation loss has not improved for {cfg.patience} epochs")
     if tracker.best_state is None:  # stopped before the first epoch ended: keep what we have
-        tracker.update(session.model, _validate(session, 0, math.nan, 0.0, t0, None))
+        tracker.update(session.model, _validate(session, 0, math.nan, 0.0, t0, None), session.last_val_logits)
     model_dir = _save(session, tracker, cfg, out_dir, time.perf_counter() - t0)
     if checkpoint:
         Path(checkpoint).unlink(missing_ok=True)  # the run is over: nothing to resume
@@ -506,7 +509,7 @@ def _loss_fn(cfg: TrainConfig, num_classes: int):
 
 
 def _validate(session: Session, epoch: int, train_loss: float, lr: float, t_epoch: float, features) -> EpochEnd:
-    logits = session.predict_val(features)
+    logits = session.last_val_logits = session.predict_val(features)
     val_loss = F.cross_entropy(logits, session.val_y).item()
     val_acc = (logits.argmax(1) == session.val_y).float().mean().item()
     val_loss, val_acc = distributed.from_main([val_loss, val_acc])  # identical decisions on every process
@@ -632,7 +635,9 @@ def _epoch_size(cfg: TrainConfig, full: int, epoch: int, epochs: int) -> int:
 def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, seconds: float):
     last_sha256 = distributed.state_hash(session.model.state_dict()) if distributed.active() else None
     session.model.load_state_dict(tracker.best_state)
-    logits = session.predict_val()
+    # the logits of the validation pass that made this epoch the best (after a resume, computed again), so a
+    # run whose images became unreadable can still be saved, and no run pays for a second pass
+    logits = tracker.best_logits if tracker.best_logits is not None else session.predict_val()
     preds = logits.argmax(1).cpu()
     y = session.val_y.cpu()
     names = session.prepared.class_names

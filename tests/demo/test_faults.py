@@ -1,6 +1,7 @@
 """Faults during training, through the app's API: each leaves a clear message, the app serving, and a
 complete model on disk. Faults are injected into the real training thread (tests/faults.py)."""
 import io
+import re
 import threading
 import time
 import zipfile
@@ -119,6 +120,29 @@ def test_a_crash_before_any_epoch_ended_saves_nothing_and_says_so_plainly(app):
     assert results == "" and not download.get("visible", True)
     owner = app[1].submitted[-1].owner
     assert not [m for m in (app[2].root / owner).glob("model-*") if m.is_dir()]
+
+
+def test_an_image_that_breaks_mid_epoch_ends_the_run_with_its_name_and_keeps_the_best_epoch(app, monkeypatch):
+    """Beyond the memory budget images are decoded again for every batch: one that became unreadable during
+    training is found mid-epoch."""
+    monkeypatch.setenv("SNAPFIT_MEMORY_BUDGET_MB", "0")  # decode lazily, per batch
+    c = session(app)
+    with injected(Fault(hold=True, after_validation=True)) as fault:  # held at the first step of epoch 2
+        page = c.submit(**TWO_EPOCHS, api_name="/train")
+        assert fault.wait_arrived(1)
+        owner = app[1].submitted[-1].owner
+        images = sorted((app[2].root / owner / "data").rglob("*.png"))
+        assert len(images) == 36
+        for image in images:
+            image.write_bytes(b"overwritten while training")
+        fault.release.set()
+        status, *_, results, download = page.result(timeout=300)
+    assert re.match(r"Training failed: (red|green|blue)/\d+\.png could not be read any more", status), status
+    assert str(app[2].root) not in status  # the file inside the user's zip, not where the server keeps it
+    assert "best epoch before the failure (epoch 1" in status, status
+    assert_one_clear_line(status)
+    assert "Saved model** (epoch 1)" in results
+    still_serving(app)
 
 
 def test_a_run_of_exactly_four_steps_trains(app):
