@@ -1,6 +1,6 @@
 """A local stand-in for the read side of the Hugging Face Hub HTTP API, with faults on demand.
 
-Point huggingface_hub and datasets at it (`hub_online` in tests/engine/test_hub_network.py does) and the real
+Point huggingface_hub and datasets at it (`go_online`; the `hub_online` fixture in tests/conftest.py does) and the real
 code paths run unchanged: `datasets.load_dataset_builder("owner/name")` (downloaded or streamed) and timm's
 pretrained-weights download (`hf_hub_download`). It answers only what those libraries ask for:
 
@@ -18,6 +18,9 @@ Faults, set on the running server:
 - `gone = True`: every request is dropped without an answer, as when the network goes away mid-run;
   `go_away_at_cut = True` sets it at the first cut, so the client's retries of a cut file find nobody.
 `requests` lists every (method, path, Range header) seen, so a test can tell what was read.
+
+`sample_dataset` and `sample_weights` make what tests serve (the `hub_online` fixture in tests/conftest.py):
+the dataset repo DATASET and the weights of timm's MODEL, which timm fetches from the model repo timm/MODEL.
 """
 from __future__ import annotations
 
@@ -31,6 +34,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 KINDS = {"models": "model", "datasets": "dataset"}
+CLASSES = ["cat", "dog", "emu"]
+DATASET = "someone/pets"
+TRAIN_FILE = "default/train-00000-of-00001.parquet"  # 20 kB: cut at 5 kB, mid-file
+MODEL = "resnet10t.c3_in1k"
+WEIGHTS = "model.safetensors"  # 21 MB: cut at 15 MB, after huggingface_hub wrote its first 10 MB chunk, so it resumes
+WEIGHTS_CUT = 15_000_000
 
 
 class Repo:
@@ -249,3 +258,25 @@ def quick_retries(monkeypatch) -> None:
     monkeypatch.setitem(http_backoff.__kwdefaults__, "base_wait_time", 0)
     monkeypatch.setitem(http_backoff.__kwdefaults__, "max_wait_time", 0)
     monkeypatch.setattr(file_download, "time", _NoWaits())
+
+
+def sample_dataset(root: Path) -> Path:
+    """The repo of DATASET: a train split of 6 images of each of CLASSES, a validation split of 2 of each."""
+    from datasets import ClassLabel, Features, Image
+
+    from tests.engine.hub_standin import make_repo, make_split
+
+    features = Features({"img": Image(), "label": ClassLabel(names=CLASSES)})
+    return make_repo(root, dict(train=make_split([0] * 6 + [1] * 6 + [2] * 6, features, seed=1),
+                                validation=make_split([0, 0, 1, 1, 2, 2], features, seed=2)))
+
+
+def sample_weights() -> tuple[dict, dict[str, bytes]]:
+    """Random weights for MODEL's architecture, as its Hub repo would hold them: ({name: tensor}, {file: bytes})."""
+    import timm
+    import torch
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    state = {k: v.contiguous() for k, v in timm.create_model(MODEL.split(".")[0]).state_dict().items()}
+    return state, {WEIGHTS: save(state), "config.json": json.dumps({"architecture": MODEL.split(".")[0]}).encode()}
