@@ -12,6 +12,7 @@ from pathlib import Path
 
 import timm
 import torch
+from huggingface_hub.utils import httpx as hub_httpx  # huggingface_hub's httpx2: its errors are no OSError
 from timm.models import group_parameters
 
 from engine import hub
@@ -105,7 +106,7 @@ def create(
         model = _timm_create(name, False, kwargs)
     except TypeError as exc:  # e.g. drop_path_rate on a model without stochastic depth
         raise UserError(f"{name} does not accept one of the options given: {exc}") from exc
-    except OSError as exc:
+    except (OSError, hub_httpx.HTTPError) as exc:  # an hf-hub: name reads its config from the Hub
         raise UserError(f"Could not build {name}: it needs the Hub ({_offline_hint()}).") from exc
     if weights in ("scratch", "", None):
         return model, LoadReport("scratch")
@@ -152,8 +153,6 @@ def check_pretrained_reachable(name: str) -> None:
 
 
 def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
-    from huggingface_hub.utils import httpx as hub_httpx  # huggingface_hub's httpx2: its errors are no OSError
-
     check_pretrained_reachable(name)
     try:
         model = _timm_create(name, True, kwargs)
@@ -169,8 +168,9 @@ def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadRe
 
 
 def _download_failure(name: str, exc: Exception) -> str:
-    """One line for a failed weights download. huggingface_hub already retried a broken download (resuming it,
-    5 times); what it leaves in its cache is only ever a complete file, so trying again is safe."""
+    """One line for a failed weights download. huggingface_hub has already tried 5 more times (resuming where it
+    can); it downloads to a temporary file that it deletes on failure, so its cache holds only complete files and
+    trying again is safe."""
     failure = hub.connection_failure(exc)
     if failure == "lost":
         return (f"The download of the pretrained weights for {name} was interrupted: the connection to the Hugging Face Hub "

@@ -5,7 +5,7 @@ code paths run unchanged: `datasets.load_dataset_builder("owner/name")` (downloa
 pretrained-weights download (`hf_hub_download`). It answers only what those libraries ask for:
 
 - repo info:   GET /api/{models,datasets}/OWNER/NAME[/revision/REV]
-- listings:    GET /api/.../tree/REV[/PATH] and POST /api/.../paths-info/REV
+- listings:    GET /api/.../tree/REV[/PATH]
 - files:       HEAD and GET /[datasets/]OWNER/NAME/resolve/REV/PATH, with Range
 
 Every file is served as a plain ("regular") file: no X-Xet-Hash header and no LFS redirect, so huggingface_hub
@@ -120,12 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve(body=True)
 
-    def do_POST(self) -> None:
-        self._serve(body=True)
-
     def _serve(self, body: bool) -> None:
         self.server.requests.append((self.command, self.path, self.headers.get("Range")))
-        sent = self.rfile.read(int(self.headers.get("Content-Length", 0))) if self.command == "POST" else b""
         if self.server.gone:
             self.close_connection = True  # no answer at all
             return
@@ -135,8 +131,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._info(KINDS[m[1]], m[2], m[3] or "main")
         if m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)", path):
             return self._tree(KINDS[m[1]], m[2], m[3], m[4], query.get("recursive", ["false"])[0].lower() == "true")
-        if self.command == "POST" and (m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/paths-info/(.+)", path)):
-            return self._paths_info(KINDS[m[1]], m[2], m[3], parse_qs(sent.decode()).get("paths", []))
         if m := re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
             return self._file("dataset" if m[1] else "model", m[2], m[3], m[4], body)
         self._json(404, {"error": f"not in the stand-in: {self.command} {self.path}"})
@@ -165,11 +159,6 @@ class _Handler(BaseHTTPRequestHandler):
             if entries is None:
                 return self._json(404, {"error": f"{folder} does not exist"}, {"X-Error-Code": "EntryNotFound"})
             self._json(200, entries)
-
-    def _paths_info(self, kind: str, repo_id: str, revision: str, paths: list[str]) -> None:
-        if repo := self._repo(kind, repo_id, revision):
-            known = repo.files.keys() | repo.folders()
-            self._json(200, [repo.entry(p) for p in paths if p in known])
 
     def _file(self, kind: str, repo_id: str, revision: str, path: str, body: bool) -> None:
         repo = self._repo(kind, repo_id, revision)
@@ -272,11 +261,16 @@ def sample_dataset(root: Path) -> Path:
 
 
 def sample_weights() -> tuple[dict, dict[str, bytes]]:
-    """Random weights for MODEL's architecture, as its Hub repo would hold them: ({name: tensor}, {file: bytes})."""
+    """Random weights for MODEL, saved as timm saves a Hub repo (model.safetensors, config.json):
+    ({name: tensor}, {file: bytes})."""
+    import tempfile
+
     import timm
     import torch
-    from safetensors.torch import save
 
     torch.manual_seed(0)
-    state = {k: v.contiguous() for k, v in timm.create_model(MODEL.split(".")[0]).state_dict().items()}
-    return state, {WEIGHTS: save(state), "config.json": json.dumps({"architecture": MODEL.split(".")[0]}).encode()}
+    model = timm.create_model(MODEL)
+    with tempfile.TemporaryDirectory() as folder:
+        timm.models.save_for_hf(model, folder, safe_serialization=True)
+        files = {name: (Path(folder) / name).read_bytes() for name in (WEIGHTS, "config.json")}
+    return {k: v.clone() for k, v in model.state_dict().items()}, files

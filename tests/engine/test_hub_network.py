@@ -59,6 +59,9 @@ def test_pretrained_weights_download_over_http(hub_online, hub_weights):
     check_weights(model, hub_weights[0])
     assert report.source == "pretrained" and report.skipped == ["fc.bias", "fc.weight"]
     assert hub_online.file_gets(WEIGHTS) == [None]
+    model, _ = models.create(f"hf-hub:timm/{MODEL}", 3, weights="pretrained")  # named by its repo: config.json first
+    check_weights(model, hub_weights[0])
+    assert hub_online.file_gets("config.json") and hub_online.file_gets(WEIGHTS) == [None]  # the weights came from the cache
 
 
 # ---------------------------------------------------------------------------------------------- a lost connection
@@ -104,13 +107,15 @@ def test_pretrained_weights_cut_mid_download_name_the_model_and_leave_nothing_ha
 
 
 def test_a_hub_that_drops_every_request_is_one_plain_line_too(hub_online):
-    """The server gone before a download starts: the dataset, and the weights."""
+    """The server gone before a download starts: the dataset, the weights, a model named by its Hub repo."""
     hub_online.gone = True
     with pytest.raises(UserError) as caught:
         load(max_per_class=2)
     assert str(caught.value) == hub_data.lost_message(DATASET)
     with pytest.raises(UserError, match=f"^The download of the pretrained weights for {MODEL} was interrupted"):
         models.create(MODEL, 3, weights="pretrained")
+    with pytest.raises(UserError, match=f"^Could not build hf-hub:timm/{MODEL}: it needs the Hub"):
+        models.create(f"hf-hub:timm/{MODEL}", 3)  # its config comes from the Hub, even from scratch
 
 
 @pytest.mark.slow
