@@ -51,6 +51,28 @@ def set_offline() -> None:
         datasets.config.HF_DATASETS_OFFLINE = True
 
 
+def connection_failure(exc: BaseException) -> str | None:
+    """How a Hub request failed on the network: "unreachable" (no connection could be opened, or offline mode),
+    "lost" (a connection broke mid-request: dropped, cut short, timed out), or None (not a network failure).
+
+    Looks down the chain of causes: datasets and huggingface_hub wrap these in their own errors (a plain
+    ConnectionError "Server Disconnected", a LocalEntryNotFoundError "please check your connection")."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.utils import httpx as hub_httpx  # huggingface_hub's own httpx (httpx2), not gradio's
+
+    seen, kind = set(), None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (hub_httpx.ConnectError, hub_httpx.ConnectTimeout, OfflineModeIsEnabled)):
+            return "unreachable"
+        if isinstance(exc, hub_httpx.TransportError):
+            return "lost"
+        if isinstance(exc, ConnectionError):
+            kind = "unreachable"  # the wrapper's own words; its cause, if any, tells more
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return kind
+
+
 def detect_offline(timeout: float = 1.5) -> bool:
     """Probe the Hub once unless the environment already decided; go offline if unreachable.
 

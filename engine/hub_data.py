@@ -18,6 +18,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine import hub
@@ -25,6 +26,11 @@ from engine.errors import UserError
 from engine.labelled import SPLIT_NAMES, LabelledImages, own_splits, validate
 
 MAX_DOWNLOAD_MB = int(os.environ.get("SNAPFIT_MAX_HUB_DOWNLOAD_MB", "2048"))
+# A streamed read that fails is retried by huggingface_hub (5 times, 23 s in all), and datasets retries that whole
+# read again, 20 times 5 s apart by default: a lost connection would keep someone waiting about 9 minutes. Once is
+# enough here (about 25 s in all). datasets reads these two settings at each read (its maintainers' advice:
+# huggingface/datasets#6172); a stream that cannot be opened is retried the same way.
+STREAM_RETRIES, STREAM_RETRY_WAIT_S = 1, 1
 LABEL_NAMES = ("label", "labels", "fine_label", "class", "classes", "category", "target", "y")
 NOT_LABELS = ("id", "idx", "index", "file", "path", "url", "name", "caption", "text", "description", "prompt", "title")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -45,6 +51,11 @@ def is_repo_folder(path: Path) -> bool:
 def offline_message(repo: str) -> str:
     return (f"Offline: the Hugging Face Hub cannot be reached, so the dataset '{repo}' cannot be downloaded (and no "
             "copy of it is cached here). Use a folder or .zip of class folders, or builtin:shapes.")
+
+
+def lost_message(repo: str) -> str:
+    return (f"The connection to the Hugging Face Hub was lost while downloading the dataset '{repo}'. Check your "
+            "internet connection and try again.")
 
 
 # ---------------------------------------------------------------------------------------------- columns
@@ -144,7 +155,8 @@ def load_hub(repo: str, *, config: str | None = None, split: str | None = None, 
     if max_per_class is None and not local:
         _check_size(builder, repo)
     parts = _open_splits(builder, repo, split, streaming=max_per_class is not None)
-    features = _features(next(iter(parts.values())))
+    with _plain_errors(repo, downloading=True):  # a stream without a schema reads its first row here
+        features = _features(next(iter(parts.values())))
     img_col = find_image_column(features, image_column)
     lab_col = find_label_column(features, label_column, img_col)
     reader = _read_streamed if max_per_class is not None else _read_downloaded
@@ -164,19 +176,38 @@ def _builder(repo: str, config: str | None, local: bool):
 
     if not local and not hub.is_offline() and not hub.probe():
         raise UserError(offline_message(repo))  # fail in a second instead of after 23 s of retries
-    try:
+    datasets.config.STREAMING_READ_MAX_RETRIES = datasets.config.STREAMING_OPEN_MAX_RETRIES = STREAM_RETRIES
+    datasets.config.STREAMING_READ_RETRY_INTERVAL = datasets.config.STREAMING_OPEN_RETRY_INTERVAL = STREAM_RETRY_WAIT_S
+    with _plain_errors(repo, config):
         return datasets.load_dataset_builder(repo, name=config)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one plain line; unknown kinds re-raise below
-        raise _user_error(repo, config, exc) from exc
 
 
-def _user_error(repo: str, config: str | None, exc: Exception) -> Exception:
-    """One line that says what went wrong and what to do, for the ways `datasets` fails to resolve a dataset."""
+@contextmanager
+def _plain_errors(repo: str, config: str | None = None, downloading: bool = False):
+    """Every failure of the block becomes one plain line (see _user_error); unknown kinds pass unchanged.
+    `downloading`: the Hub answered a moment ago, so a network failure now means the connection broke."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - sorted out by _user_error
+        error = _user_error(repo, config, exc, downloading)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _user_error(repo: str, config: str | None, exc: Exception, downloading: bool = False) -> Exception:
+    """One line that says what went wrong and what to do, for the ways `datasets` fails to resolve or download
+    a dataset (or `exc` itself, for a kind not known here)."""
     from datasets.exceptions import DataFilesNotFoundError, DatasetNotFoundError
     from huggingface_hub.utils import httpx as hub_httpx
 
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, ConnectionError) or (isinstance(exc, hub_httpx.TransportError)):
+    failure = hub.connection_failure(exc)
+    if failure == "lost" or (failure and downloading):
+        return UserError(lost_message(repo))
+    if failure:
         return UserError(offline_message(repo))
     if isinstance(exc, DatasetNotFoundError) and "gated" in text:
         return UserError(f"Dataset '{repo}' is gated: accept its conditions on huggingface.co, then set HF_TOKEN.")
@@ -208,14 +239,12 @@ def _check_size(builder, repo: str) -> None:
 
 def _open_splits(builder, repo: str, split: str | None, streaming: bool) -> dict:
     """{split name: Dataset or IterableDataset}: the one asked for, or all of them."""
-    try:
+    with _plain_errors(repo, downloading=True):
         if streaming:
             parts = builder.as_streaming_dataset(split=split)
         else:
             builder.download_and_prepare()
             parts = builder.as_dataset(split=split)
-    except Exception as exc:  # noqa: BLE001 - see _user_error
-        raise _user_error(repo, None, exc) from exc
     parts = {split: parts} if split is not None else dict(parts)
     order = ["train", "validation", "test"]  # keep a stable, familiar order
     return dict(sorted(parts.items(), key=lambda kv: order.index(SPLIT_NAMES.get(kv[0].lower(), "")) if
@@ -277,7 +306,7 @@ def _read_streamed(repo, name, ds, img_col, lab_col, feature, cap, progress):
     read = _label_reader(feature)
     n_classes = feature.num_classes if isinstance(feature, ClassLabel) else None
     keys, images, names, counts, unlabelled = [], [], [], {}, 0
-    try:
+    with _plain_errors(repo, downloading=True):  # a connection dropped mid-stream is one plain message too
         for r, row in enumerate(ds):
             if progress and r % 256 == 0:
                 progress(r, None, f"reading {name}")
@@ -289,8 +318,6 @@ def _read_streamed(repo, name, ds, img_col, lab_col, feature, cap, progress):
                 keys.append(key), images.append(item), names.append(f"{name} row {r}")
             if n_classes and len(counts) == n_classes and all(c >= cap for c in counts.values()):
                 break  # every class is full: read no further
-    except Exception as exc:  # noqa: BLE001 - a dropped connection mid-stream is one plain message too
-        raise _user_error(repo, None, exc) from exc
     return keys, images, names, unlabelled
 
 

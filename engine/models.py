@@ -12,6 +12,7 @@ from pathlib import Path
 
 import timm
 import torch
+from huggingface_hub.utils import httpx as hub_httpx  # huggingface_hub's httpx2: its errors are no OSError
 from timm.models import group_parameters
 
 from engine import hub
@@ -105,7 +106,7 @@ def create(
         model = _timm_create(name, False, kwargs)
     except TypeError as exc:  # e.g. drop_path_rate on a model without stochastic depth
         raise UserError(f"{name} does not accept one of the options given: {exc}") from exc
-    except OSError as exc:
+    except (OSError, hub_httpx.HTTPError) as exc:  # an hf-hub: name reads its config from the Hub
         raise UserError(f"Could not build {name}: it needs the Hub ({_offline_hint()}).") from exc
     if weights in ("scratch", "", None):
         return model, LoadReport("scratch")
@@ -159,10 +160,26 @@ def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadRe
         if "No pretrained weights" in str(exc):
             raise UserError(f"timm has no pretrained weights for {name}; choose scratch or another model.") from exc
         raise
-    except OSError as exc:
-        raise UserError(f"Could not download weights for {name}: {exc}. {_offline_hint()}") from exc
-    head = {n for n, _ in model.get_classifier().named_parameters()}
-    return model, LoadReport("pretrained", loaded=len(model.state_dict()), skipped=sorted(head))
+    except (OSError, hub_httpx.HTTPError) as exc:
+        raise UserError(_download_failure(name, exc)) from exc
+    classifier = model.get_classifier()  # the new head: its tensors were not among the pretrained ones
+    head = {f"{prefix}.{n}" for prefix, module in model.named_modules() if module is classifier for n, _ in module.named_parameters()}
+    return model, LoadReport("pretrained", loaded=len(model.state_dict()) - len(head), skipped=sorted(head))
+
+
+def _download_failure(name: str, exc: Exception) -> str:
+    """One line for a failed weights download. huggingface_hub has already tried 5 more times (resuming where it
+    can); it downloads to a temporary file that it deletes on failure, so its cache holds only complete files and
+    trying again is safe."""
+    failure = hub.connection_failure(exc)
+    if failure == "lost":
+        return (f"The download of the pretrained weights for {name} was interrupted: the connection to the Hugging Face Hub "
+                "was lost. Check your internet connection and try again, or train from scratch.")
+    if failure == "unreachable":
+        return (f"Could not download the pretrained weights for {name}: the Hugging Face Hub cannot be reached. Check your "
+                "internet connection and try again, or train from scratch.")
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"Could not download weights for {name}: {text[:300]}. {_offline_hint()}"
 
 
 def _offline_hint() -> str:

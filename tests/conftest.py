@@ -43,3 +43,26 @@ def builtin_model(shapes, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("builtin") / "model"
     return out, list(fit(shapes, TrainConfig(**SCRATCH_RECIPE), str(out)))
+
+
+@pytest.fixture(scope="session")
+def hub_weights():
+    """What the Hub stand-in serves as MODEL's pretrained weights: ({name: tensor}, {file: bytes})."""
+    from tests.hub_read_standin import sample_weights
+
+    return sample_weights()
+
+
+@pytest.fixture
+def hub_online(hub_weights, monkeypatch, tmp_path_factory):
+    """Online, against a local stand-in for the Hub over HTTP (tests/hub_read_standin.py) serving the sample dataset
+    and MODEL's weights: the hub libraries pointed at it, with fresh caches and no waits between their retries."""
+    from tests.hub_read_standin import DATASET, MODEL, HubReadStandIn, go_online, quick_retries, sample_dataset
+
+    root = tmp_path_factory.mktemp("hub")
+    with HubReadStandIn() as server:
+        server.add_folder("dataset", DATASET, sample_dataset(root / "pets"))
+        server.add("model", f"timm/{MODEL}", hub_weights[1])
+        go_online(server, monkeypatch, root / "cache")
+        quick_retries(monkeypatch)
+        yield server

@@ -1,11 +1,11 @@
 """Local stand-ins for Hub datasets (the Hub is unreachable in tests).
 
-`make_repo` writes a folder laid out like a Hub dataset repo: parquet files under data/, one per split,
+`make_repo` writes a folder laid out like a Hub dataset repo: parquet files in a folder per config, one per split,
 with the Image and label features in their schema, and a README whose YAML declares the configs.
 `seed_cache` makes `datasets.load_dataset_builder("owner/name")` find it offline (HF_HUB_OFFLINE=1): it
 loads the repo once and files the result in the datasets cache under the repo id, the way a real download
-would have left it (notes/ml-stack.md 5.4). `not_found_server` answers every Hub request with 404, as the Hub
-does for an unknown or private repo.
+would have left it (notes/ml-stack.md 5.4). Over HTTP, tests/hub_read_standin.py serves such a repo (or
+answers 404 for one it does not have, as the Hub does for an unknown or private repo).
 """
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ import glob
 import io
 import os
 import shutil
-import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -65,31 +62,3 @@ def seed_cache(repo: Path, repo_id: str, cache_dir: Path, config: str = "default
     for f in dest.glob(f"{repo.name}-*.arrow"):  # arrow files are named after the dataset, not the folder
         f.rename(f.with_name(f.name.replace(f"{repo.name}-", f"{repo_id.split('/')[1]}-", 1)))
     shutil.rmtree(work)
-
-
-@contextmanager
-def not_found_server():
-    """A local 'Hub' that knows no repository: yields its URL, for HF_ENDPOINT."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"error": "Repository not found"}'
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Error-Code", "RepoNotFound")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        do_HEAD = do_GET
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()

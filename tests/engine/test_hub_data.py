@@ -5,7 +5,8 @@ import pytest
 
 from engine import data, hub_data
 from engine.errors import UserError
-from tests.engine.hub_standin import make_repo, make_split, not_found_server, seed_cache
+from tests.engine.hub_standin import make_repo, make_split, seed_cache
+from tests.hub_read_standin import HubReadStandIn, go_online
 
 CLASSES = ["cat", "dog", "emu"]
 
@@ -126,16 +127,8 @@ def test_unknown_id_offline_says_offline(offline_cache):
 
 def test_unknown_or_private_id_online_is_named(monkeypatch, tmp_path):
     """Online (a local server standing in for the Hub answers 404, as the Hub does for unknown and private repos)."""
-    import datasets
-    import huggingface_hub.constants
-
-    with not_found_server() as url:
-        monkeypatch.setenv("HF_ENDPOINT", url)
-        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
-        monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)
-        monkeypatch.delenv("HF_HUB_OFFLINE")
+    with HubReadStandIn() as server:
+        go_online(server, monkeypatch, tmp_path)
         with pytest.raises(UserError, match="'someone/secret' was not found on the Hub, or it is private"):
             data.load("someone/secret")
 
