@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,23 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.predict_latency import percentiles, timed  # noqa: E402
 from demo.compute import ComputeThread  # noqa: E402
 from engine import models  # noqa: E402
-
-
-def timed(call, calls: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        call()
-    out = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        call()
-        out.append(1000 * (time.perf_counter() - t))
-    return out
-
-
-def p50_p95(ms: list[float]) -> tuple[float, float]:
-    return statistics.median(ms), statistics.quantiles(ms, n=20)[18]
 
 
 def main() -> None:
@@ -66,8 +50,8 @@ def main() -> None:
     print(f"{args.model} at {args.img_size} px, {args.calls} calls each, {torch.get_num_threads()} torch threads")
     print(f"{'path':<46}{'p50 ms':>9}{'p95 ms':>9}")
     for name, ms in [(f"calls rotating over {args.threads} worker threads", rotating), ("every call on one ComputeThread", single)]:
-        print(f"{name:<46}{p50_p95(ms)[0]:>9.1f}{p50_p95(ms)[1]:>9.1f}")
-    print(f"one compute thread is {p50_p95(rotating)[0] / p50_p95(single)[0]:.2f}x faster at p50")
+        print(f"{name:<46}{percentiles(ms)[0]:>9.1f}{percentiles(ms)[1]:>9.1f}")
+    print(f"one compute thread is {percentiles(rotating)[0] / percentiles(single)[0]:.2f}x faster at p50")
 
 
 if __name__ == "__main__":

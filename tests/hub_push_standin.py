@@ -10,39 +10,21 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.local_server import LocalServer, QuietHandler
 
 
-class HubStandIn(ThreadingHTTPServer):
-    daemon_threads = True
-
+class HubStandIn(LocalServer):
     def __init__(self, token: str | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.token = token  # when set, requests must carry it (as the Hub, 401 otherwise)
         self.repos: dict[str, dict[str, bytes]] = {}
         self.private: dict[str, bool] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self.bodies: list[bytes] = []
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: HubStandIn
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
 
     def _reply(self, status: int, payload: dict) -> None:
         body = json.dumps(payload).encode()

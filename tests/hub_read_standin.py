@@ -27,11 +27,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.local_server import LocalServer, QuietHandler
 
 KINDS = {"models": "model", "datasets": "dataset"}
 CLASSES = ["cat", "dog", "emu"]
@@ -68,11 +68,9 @@ class Repo:
         return [self.entry(p) for p in paths]
 
 
-class HubReadStandIn(ThreadingHTTPServer):
-    daemon_threads = True
-
+class HubReadStandIn(LocalServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.cut: dict[str, int] = {}
         self.gone = self.go_away_at_cut = False
@@ -94,25 +92,9 @@ class HubReadStandIn(ThreadingHTTPServer):
         """The Range header of each GET of a file with this path (None: the whole file)."""
         return [rng for method, url, rng in self.requests if method == "GET" and "/resolve/" in url and url.endswith("/" + path)]
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: HubReadStandIn
     protocol_version = "HTTP/1.1"  # keep-alive, as the Hub: a cut then really drops a reused connection
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
 
     def do_HEAD(self) -> None:
         self._serve(body=False)
