@@ -7,13 +7,17 @@ into torch gets an OpenMP team of its own, and with more such threads than cores
 between parallel regions. The baseline sends the same forward pass to `--threads` worker threads in turn (as
 consecutive requests land on different Gradio workers); the other path sends every call to one
 ComputeThread. Same model, same input, same process, nothing else running on the main thread's team.
-Prints p50/p95 and the ratio.
+Prints p50/p95 and the ratio. Then times a training run (the app's default recipe on the built-in data) on a
+thread of its own, as a training job runs, while the compute thread, idle, still lives, and once it has ended.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import sys
+import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +27,8 @@ import torch  # noqa: E402
 
 from benchmarks.predict_latency import percentiles, timed  # noqa: E402
 from demo.compute import ComputeThread  # noqa: E402
-from engine import models  # noqa: E402
+from engine import data, models  # noqa: E402
+from engine.train import SCRATCH_RECIPE, TrainConfig, fit, prepare  # noqa: E402
 
 
 def main() -> None:
@@ -32,9 +37,10 @@ def main() -> None:
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--threads", type=int, default=2, help="worker threads the baseline's calls rotate over")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the training timed beside the compute thread")
     args = p.parse_args()
 
-    one = ComputeThread(idle_seconds=600)
+    one = ComputeThread(idle_seconds=1)
     # built on the compute thread, so the main thread never starts an OpenMP team of its own
     model, x = one.run(lambda: (models.create(args.model, 6)[0].eval(), torch.randn(1, 3, args.img_size, args.img_size)))
 
@@ -53,6 +59,44 @@ def main() -> None:
         print(f"{name:<46}{percentiles(ms)[0]:>9.1f}{percentiles(ms)[1]:>9.1f}")
     print(f"one compute thread is {percentiles(rotating)[0] / percentiles(single)[0]:.2f}x faster at p50")
 
+    for worker in workers:
+        worker.shutdown(wait=True)  # their threads end, and their OpenMP teams with them
+
+    # A training job beside it: the app's default recipe on the built-in data, while the compute thread lives
+    # (an idle team, right after a call), and once it has ended (as demo/compute.py's does when idle).
+    prepared = in_a_thread(lambda: prepare(data.load("builtin:shapes"), SCRATCH_RECIPE["img_size"]))
+    cfg = TrainConfig(**dict(SCRATCH_RECIPE, epochs=args.epochs))
+    with tempfile.TemporaryDirectory() as tmp:
+        train = lambda: in_a_thread(lambda: timed_fit(prepared, cfg, tmp))  # noqa: E731
+        wait_until_ended(one)
+        held = ComputeThread(idle_seconds=60)  # lives through the first two runs
+        held.run(forward)
+        alive = min(train() for _ in range(2))
+        wait_until_ended(held)
+        ended = min(train() for _ in range(2))
+    print(f"training, default recipe, {args.epochs} epochs, in a job thread (best of 2): {alive:.2f} s while an idle "
+          f"compute thread lives, {ended:.2f} s once it has ended: {alive / ended:.2f}x")
+
+
+def wait_until_ended(compute: ComputeThread) -> None:
+    while compute.alive:
+        time.sleep(0.1)
+
+
+def timed_fit(prepared, cfg, out: str) -> float:
+    t = time.perf_counter()
+    for _ in fit(prepared, cfg, out):
+        pass
+    return time.perf_counter() - t
+
+
+def in_a_thread(fn):
+    """fn() on a thread of its own, as a training job runs (demo/jobs.py); the thread, and its team, end after."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(fn()))
+    thread.start()
+    thread.join()
+    return result[0]
 
 if __name__ == "__main__":
     main()

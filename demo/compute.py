@@ -5,8 +5,10 @@ OpenMP, which gives every calling thread a team of its own; once there are more 
 OpenMP stops spin-waiting between parallel regions, and every layer pays for waking its threads. Requests that
 hop between worker threads therefore classify about 1.5x slower than a single thread does (36 vs 23 ms for
 resnet18 at 224 px on 2 cores; `benchmarks/compute_thread.py`). Running them all on this one thread keeps one
-team. The thread ends after IDLE_SECONDS without work, taking its team with it, so a training job (a thread of
-its own, demo/jobs.py) does not share the cores with an idle team either.
+team. The same effect slows a training job (a thread of its own, demo/jobs.py) while any other thread keeps an
+idle team, so the thread ends after IDLE_SECONDS without work, taking its team with it. Every short model call of
+a request goes through here: classifying, Grad-CAM, examples, loading a model, evaluating, the augmentation
+preview, the ONNX export.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-IDLE_SECONDS = 10.0  # as long as Gradio's own worker threads wait for work before they end
+# Short: while the thread lives, its idle team slows a training job's threads by half (benchmarks/compute_thread.py);
+# a call after a longer pause pays about 6 ms to start a new team.
+IDLE_SECONDS = 2.0
 
 
 class ComputeThread:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from demo.compute import compute
 from demo.context import Context, user_errors
 from engine import push as push_lib
 from engine.errors import UserError
@@ -52,7 +53,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
     def export_onnx(key=None):
         """Write the session's model as ONNX and offer it for download."""
         model_dir = _model_dir(ctx, key)
-        return gr.File(value=str(to_onnx(model_dir, model_dir.parent / f"{model_dir.name}.onnx")), visible=True)
+        return gr.File(value=str(compute.run(to_onnx, model_dir, model_dir.parent / f"{model_dir.name}.onnx")), visible=True)
 
     @user_errors
     def push(repo_id: str, hub_token: str, make_private: bool = True, key=None):

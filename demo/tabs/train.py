@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo import plots
+from demo.compute import compute
 from demo.context import Context, user_errors
 from demo.zerogpu import train_in_chunks
 from engine import data as data_lib
@@ -106,7 +107,7 @@ def build(ctx: Context, key: gr.State):
         """A few training images as decoded, then as the chosen augmentation changes them."""
         ws = ctx.workspace(key)
         cfg = config_from(dict(augment=augment, img_size=img_size, seed=seed))
-        samples = data_lib.augmentation_preview(ws.dataset_or_builtin(), cfg.augment, cfg.img_size, seed=cfg.seed)
+        samples = compute.run(data_lib.augmentation_preview, ws.dataset_or_builtin(), cfg.augment, cfg.img_size, seed=cfg.seed)
         return gr.Gallery(value=samples, visible=True)
 
     # The streaming handler only waits on the job, so it needs no concurrency slot of its own: the job
