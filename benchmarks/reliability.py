@@ -11,8 +11,9 @@ public API with gradio_client, as users' browsers would:
 2. Every bad input of the test suite's catalogue (tests/bad_inputs.py) goes to its endpoint; an answer that
    is Gradio's bare error, a traceback, or no answer at all is a crash.
 3. Faults injected into real training runs (tests/faults.py): a worker exception, out of memory (CUDA's and
-   the host's), a NaN loss, a stop, a closed tab. After each, the app must answer, and the session's earlier
-   model must still load and classify (else: data lost); a run that ended with a model must have it complete.
+   the host's), a stop, a closed tab, and the dataset's files overwritten mid-epoch while images are decoded per
+   batch. After each, the app must answer, and the session's model (the earlier one, or the best epoch of the
+   failed run) must still load and classify (else: data lost); every model a run saved must be complete.
 """
 from __future__ import annotations
 
@@ -118,11 +119,12 @@ FAULTS = [
     ("host out of memory", lambda: Fault(after_validation=True, exc=MemoryError())),
     ("stop mid-epoch", lambda: Fault(after_validation=True, hold=True)),
     ("tab closed mid-run", lambda: Fault(hold=True)),
+    ("image broken mid-epoch", lambda: Fault(after_validation=True, hold=True)),  # last: it breaks the session's files
 ]
 TWO_EPOCHS = dict(TINY_TRAIN, epochs=2, batch_size=8)
 
 
-def faults(url: str, folder: Path, png: Path, jobs: TrackingJobs) -> dict:
+def faults(url: str, folder: Path, png: Path, jobs: TrackingJobs, home: Path) -> dict:
     c = client(url)
     c.predict(handle_file(colour_zip(folder / "faults.zip")), api_name="/load_zip")
     assert c.submit(**TINY_TRAIN, api_name="/train").result(timeout=900)[0].startswith("Finished")
@@ -136,6 +138,9 @@ def faults(url: str, folder: Path, png: Path, jobs: TrackingJobs) -> dict:
                 assert fault.wait_arrived(1)
                 if name.startswith("stop"):
                     c.predict(api_name="/stop_training")
+                elif name.startswith("image"):  # decoded per batch (memory budget 0): the next batch finds it
+                    for image in (home / jobs.submitted[-1].owner / "data").rglob("*.png"):
+                        image.write_bytes(b"overwritten during training")
                 else:
                     page.cancel()
                 fault.release.set()
@@ -143,7 +148,8 @@ def faults(url: str, folder: Path, png: Path, jobs: TrackingJobs) -> dict:
         job = jobs.submitted[-1]
         answered = _answers(url)
         kept = labels(c, png) == before  # the session's model (the earlier one, or the new one) still classifies
-        complete = job.status == "failed" or _complete(job.events[-1].model_dir)
+        saved = getattr(job.events[-1], "model_dir", None)  # a failed run saves its best epoch if one ended
+        complete = _complete(saved) if saved else job.status == "failed"
         crashes += not answered
         lost += not (kept and complete)
         rows.append((name, job.status, str(status)[:90]))
@@ -168,7 +174,8 @@ def main() -> None:
     with live_app(jobs, Workspaces(folder / "home")) as url:
         s = sessions(url, args.sessions, folder, png, jobs)
         b = bad_inputs(url, folder)
-        f = faults(url, folder, png, jobs)
+        os.environ["SNAPFIT_MEMORY_BUDGET_MB"] = "0"  # faults: decode per batch, as datasets beyond memory are
+        f = faults(url, folder, png, jobs, folder / "home")
     print(f"Sessions: {s['sessions']} at once ({args.max_jobs} trainings at a time, peak {s['peak_trainings']}), "
           f"{s['finished']} trained and classified, isolation breaches {s['breaches']}, "
           f"{s['models']} model folders, incomplete {s['lost']} ({s['seconds']:.0f} s)")
@@ -176,8 +183,10 @@ def main() -> None:
     print(f"Faults: {f['injected']} injected, crashes {f['crashes']}, data lost {f['lost']}")
     for name, status, text in f["rows"]:
         print(f"  {name:20s} {status:8s} {text}")
-    models_lost_later = sum(1 for j in jobs.submitted if j.status == "done" and not _complete(j.events[-1].model_dir))
-    print(f"Model folders of finished runs no longer complete at the end: {models_lost_later}")
+    saved = [j.events[-1].model_dir for j in jobs.submitted if j.kind == "train" and j.events and
+             getattr(j.events[-1], "model_dir", None)]  # finished, stopped, or failed after an epoch
+    models_lost_later = sum(not _complete(m) for m in saved)
+    print(f"Model folders saved by training runs: {len(saved)}, no longer complete at the end: {models_lost_later}")
     print("\n| what | count | unclear answers | crashes | data lost |\n|---|---|---|---|---|")
     print(f"| sessions at once, each with its own data, model, job and files | {s['sessions']} | isolation breaches: "
           f"{s['breaches']} | 0 | {s['lost']} |")
