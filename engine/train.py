@@ -8,6 +8,9 @@ Strategies (one `strategy` parameter):
   full         one-cycle on all parameters (the default from scratch).
   progressive  one more layer group is unfrozen from the top at every epoch.
 Layer groups come from timm's `group_matcher`; frozen groups keep their BatchNorm statistics frozen.
+
+The model folder holds the best epoch (highest validation accuracy). A run that fails after an epoch ended
+still writes that epoch, yields SavedBeforeFailure, and then raises the error that ended it.
 """
 from __future__ import annotations
 
