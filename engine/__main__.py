@@ -29,12 +29,22 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"Only `train` runs over several processes: run `python -m engine {command}` without torchrun.")
         return args.func(args)
     except UserError as exc:
-        where = f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ.get("RANK", "0") != "0" else ""
-        print(f"error{where}: {exc}", file=sys.stderr)
+        print(f"error{_rank_note(distributed)}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        lost = distributed.lost_peer_message(exc) if distributed.launched() else None
+        if lost is None:
+            raise
+        print(f"error{_rank_note(distributed)}: {lost}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _rank_note(distributed) -> str:
+    """" (rank N)" for messages from the processes other than the first under torchrun."""
+    return f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ.get("RANK", "0") != "0" else ""
 
 
 # Training options shared by `train` and `lr-find`: (flag, TrainConfig field, type, help). Defaults come from

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
@@ -58,6 +59,20 @@ def _backend() -> str:
     # (a smoke test on one GPU), gloo moves the gradients instead, slower but it works.
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     return "nccl" if per_machine <= torch.cuda.device_count() else "gloo"
+
+
+def lost_peer_message(exc: BaseException) -> str | None:
+    """One line for a collective that failed because another process stopped answering or died (None for any
+    other error): gloo and NCCL say so in a RuntimeError that names their own source file."""
+    text = " ".join(str(exc).split())
+    if not (isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and _PEER_LOST.search(text))):
+        return None
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)[:200]  # gloo's "[/path/to/unbound_buffer.cc:78] " prefix
+    return (f"lost contact with another training process ({text}). If one failed, its own output above says why; "
+            f"if one is only slow (decoding a large dataset, say), raise SNAPFIT_DIST_TIMEOUT (now {TIMEOUT_S:.0f} s).")
+
+
+_PEER_LOST = re.compile(r"gloo|nccl|timed out|connection (closed|reset)|broken pipe", re.IGNORECASE)
 
 
 def teardown() -> None:

@@ -10,7 +10,8 @@ Strategies (one `strategy` parameter):
 Layer groups come from timm's `group_matcher`; frozen groups keep their BatchNorm statistics frozen.
 
 The model folder holds the best epoch (highest validation accuracy). A run that fails after an epoch ended
-still writes that epoch, yields SavedBeforeFailure, and then raises the error that ended it.
+still writes that epoch, yields SavedBeforeFailure, and then raises the error that ended it (in one process:
+under torchrun saving needs all of them, and the failure may be that one is gone).
 """
 from __future__ import annotations
 
@@ -425,12 +426,12 @@ def _save_after_failure(session: Session, tracker: _Tracker, cfg: TrainConfig, o
                         seconds: float) -> SavedBeforeFailure | None:
     """A crash mid-run still leaves the best epoch so far on disk. Saving may fail too (the same lack of
     memory, say): then nothing is saved, and the error that ended the run is the one reported."""
-    if tracker.best_state is None:
+    if tracker.best_state is None or distributed.active():  # saving needs every process, and one may be gone
         return None
     try:
         model_dir = _save(session, tracker, cfg, out_dir, seconds)
-    except Exception:  # noqa: BLE001 - the caller re-raises the original error
-        log.exception("could not save the best epoch after a failed run")
+    except Exception as exc:  # noqa: BLE001 - the caller re-raises the original error
+        log.warning("could not save the best epoch after the run failed: %s", exc)
         return None
     return SavedBeforeFailure(str(model_dir), tracker.best_epoch, tracker.best_key[0])
 

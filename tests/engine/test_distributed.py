@@ -137,6 +137,35 @@ def test_head_on_cached_features_matches_one_process_with_the_global_batch(run, 
     assert history[0]["val_loss"] == pytest.approx(one.val_loss, abs=1e-5) and history[0]["val_acc"] == one.val_acc
 
 
+# Loaded through PYTHONPATH: the process of rank SNAPFIT_HANG_RANK stops answering at its third training step,
+# as one on a machine that froze or lost its network would.
+HANG = textwrap.dedent("""
+    import os, time
+    if os.environ.get("SNAPFIT_HANG_RANK") == os.environ.get("RANK"):
+        import torch
+        _steps = [0]
+        def _hang(module, args):
+            if hasattr(module, "pretrained_cfg") and module.training:
+                _steps[0] += 1
+                if _steps[0] == 3:
+                    time.sleep(600)
+        torch.nn.modules.module.register_module_forward_pre_hook(_hang)
+""")
+
+
+def test_a_process_that_stops_answering_ends_the_run_with_one_line(folder, tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HANG)
+    r = torchrun("--data", str(folder), "--out", str(tmp_path / "model"), "--epochs", "2", "--batch-size", "16", *TRAIN,
+                 extra_env=dict(PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}", SNAPFIT_HANG_RANK="1",
+                                SNAPFIT_DIST_TIMEOUT="5"))
+    assert r.returncode != 0
+    assert "error: lost contact with another training process (Timed out" in r.stderr, r.stderr[-3000:]
+    assert "raise SNAPFIT_DIST_TIMEOUT (now 5 s)" in r.stderr
+    assert "[rank0]: Traceback" not in r.stderr  # rank 0's own report is the one line
+    assert not (tmp_path / "model").exists()
+
+
 def test_too_few_validation_images_for_the_processes(tmp_path):
     images, labels = sample.generate(n_per_class=3, seed=0)
     keep = [i for i, y in enumerate(labels) if y == 0] + [i for i, y in enumerate(labels) if y == 1][:1]  # 3 circles, 1 square
@@ -175,3 +204,12 @@ def test_one_process_batches_as_before(small_shapes):
         expected = list(data_lib.batches(len(prepared.train), 32, True, reference, drop_last))
         got = _epoch_batches(session, len(prepared.train), drop_last)
         assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_only_a_lost_process_reads_as_one():
+    gloo = RuntimeError("[/__w/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms "
+                        "for recv operation to complete")
+    message = distributed.lost_peer_message(gloo)
+    assert message.startswith("lost contact with another training process (Timed out waiting 5000ms") and "unbound" not in message
+    assert distributed.lost_peer_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert distributed.lost_peer_message(ValueError("timed out")) is None
