@@ -9,7 +9,7 @@ best-epoch tracker. The file holds only tensors and plain values, so it loads wi
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ class RunState:
     rng: dict  # generator states
     optimizer: dict | None = None  # the phase's optimizer and scheduler, when it is half done
     scheduler: dict | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def rng_state(session) -> dict:

@@ -639,8 +639,8 @@ def _epoch_size(cfg: TrainConfig, full: int, epoch: int, epochs: int) -> int:
 def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, seconds: float):
     last_sha256 = distributed.state_hash(session.model.state_dict()) if distributed.active() else None
     session.model.load_state_dict(tracker.best_state)
-    # the logits of the validation pass that made this epoch the best (after a resume, computed again), so a
-    # run whose images became unreadable can still be saved, and no run pays for a second pass
+    # the logits of the validation pass that made this epoch the best (a checkpoint keeps them with the tracker),
+    # so a run whose images became unreadable can still be saved, and no run pays for a second pass
     logits = tracker.best_logits if tracker.best_logits is not None else session.predict_val()
     preds = logits.argmax(1).cpu()
     y = session.val_y.cpu()
