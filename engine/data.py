@@ -28,7 +28,7 @@ from engine.errors import UserError
 from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
 from engine.hub_data import is_hub_id, is_repo_folder, load_hub
 from engine.images import DECODE_ERRORS, IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_rgb, to_square  # noqa: F401 (API)
-from engine.labelled import LabelledImages, listed, split_dataset, split_description, validate  # noqa: F401 (API)
+from engine.labelled import LabelledImages, first_per_class, listed, split_dataset, split_description, validate  # noqa: F401 (API)
 
 split = labelled.split  # the stratified split (load() has a `split` argument: the name of a source's split)
 BUILTIN = "builtin:shapes"
@@ -85,13 +85,7 @@ def load_builtin(n_per_class: int = 150, seed: int = 0) -> LabelledImages:
 def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[tuple[np.ndarray, str]]:
     """A few images of each class as (uint8 H x W x 3, class name), class by class, whatever the items are (paths,
     bytes, PIL). Unreadable images are left out."""
-    picks, seen = [], {}
-    for i, label in enumerate(data.labels):
-        if seen.get(label, 0) < per_class:
-            seen[label] = seen.get(label, 0) + 1
-            picks.append(i)
-        if len(seen) == len(data.class_names) and all(n >= per_class for n in seen.values()):
-            break
+    picks = first_per_class(range(len(data)), data.labels, per_class, len(data.class_names))
     tensors, _ = decode(data, sorted(picks, key=lambda i: data.labels[i]), size)
     return [(x.permute(1, 2, 0).numpy(), data.class_names[y]) for x, y in zip(tensors.x, tensors.y.tolist())]
 

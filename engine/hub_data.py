@@ -23,7 +23,7 @@ from pathlib import Path
 
 from engine import hub
 from engine.errors import UserError
-from engine.labelled import SPLIT_NAMES, LabelledImages, own_splits, validate
+from engine.labelled import SPLIT_NAMES, LabelledImages, first_per_class, own_splits, validate
 
 MAX_DOWNLOAD_MB = int(os.environ.get("SNAPFIT_MAX_HUB_DOWNLOAD_MB", "2048"))
 # A streamed read that fails is retried by huggingface_hub (5 times, 23 s in all), and datasets retries that whole
@@ -283,19 +283,10 @@ def _read_downloaded(repo, name, ds, img_col, lab_col, feature, cap, progress):
     keys = [read(v) for v in ds[lab_col]]
     rows = [r for r, k in enumerate(keys) if k is not None]
     if cap is not None:
-        rows = _first_per_class(rows, keys, cap)
+        rows = first_per_class(rows, keys, cap)
     if progress:
         progress(len(keys), len(keys), f"reading {name}")
     return [keys[r] for r in rows], ArrowImages(ds, img_col, rows), [f"{name} row {r}" for r in rows], len(keys) - len(rows)
-
-
-def _first_per_class(rows, keys, cap):
-    seen, out = {}, []
-    for r in rows:
-        if seen.get(keys[r], 0) < cap:
-            seen[keys[r]] = seen.get(keys[r], 0) + 1
-            out.append(r)
-    return out
 
 
 def _read_streamed(repo, name, ds, img_col, lab_col, feature, cap, progress):

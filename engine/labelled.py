@@ -61,6 +61,21 @@ def listed(names: list[str], limit: int = LIST_LIMIT) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def first_per_class(items, keys, cap: int, n_classes: int | None = None) -> list:
+    """The first `cap` items of each class, in order (`keys[item]` is an item's class). With `n_classes`,
+    reading stops as soon as that many classes are full."""
+    seen, out, full = {}, [], 0
+    for item in items:
+        n = seen.get(keys[item], 0)
+        if n < cap:
+            seen[keys[item]] = n + 1
+            out.append(item)
+            full += n + 1 == cap
+            if full == n_classes:
+                break
+    return out
+
+
 def validate(data: LabelledImages) -> LabelledImages:
     """Refuse what cannot be trained on; warn about what can but should be looked at."""
     # when files were skipped, say so: "no images" about a folder full of broken ones would mislead
