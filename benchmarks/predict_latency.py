@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import torch  # noqa: E402
 from engine import models, sample  # noqa: E402
 from engine.export import save_model_folder  # noqa: E402
 from engine.predict import Predictor  # noqa: E402
+from tests.live_app import client, free_port  # noqa: E402
 
 
 def percentiles(ms: list[float]) -> tuple[float, float]:
@@ -53,19 +53,11 @@ def timed(fn, calls: int, warmup: int = 3) -> list[float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def connect(url: str, server: subprocess.Popen):
-    from gradio_client import Client
-
     deadline = time.monotonic() + 120
     while True:
         try:
-            return Client(url, verbose=False, analytics_enabled=False)
+            return client(url)
         except Exception:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise
@@ -96,13 +88,13 @@ def main() -> None:
                                   stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         try:
             url = f"http://127.0.0.1:{port}/"
-            client = connect(url, server)
+            api = connect(url, server)
             files = [handle_file(str(folder / name)) for name in ("model.safetensors", "config.json")]
-            client.predict(files, api_name="/load_model")
-            floor = timed(lambda: client.predict(api_name="/stop_training"), args.calls)  # an endpoint that does nothing
-            endpoint = timed(lambda: client.predict(handle_file(str(image)), False, False, api_name="/predict"), args.calls)
-            with_cam = timed(lambda: client.predict(handle_file(str(image)), False, True, api_name="/predict"), args.calls)
-            http = timed(lambda: http_predict(url, client.session_hash, image), args.calls)
+            api.predict(files, api_name="/load_model")
+            floor = timed(lambda: api.predict(api_name="/stop_training"), args.calls)  # an endpoint that does nothing
+            endpoint = timed(lambda: api.predict(handle_file(str(image)), False, False, api_name="/predict"), args.calls)
+            with_cam = timed(lambda: api.predict(handle_file(str(image)), False, True, api_name="/predict"), args.calls)
+            http = timed(lambda: http_predict(url, api.session_hash, image), args.calls)
         finally:
             server.terminate()
             server.wait()

@@ -52,11 +52,12 @@ class TrackingJobs(JobManager):
 
 
 @contextmanager
-def live_app(jobs: JobManager | None = None, workspaces=None):
-    """Launch the app (offline, the launch settings app.py uses) and yield its URL; stop its jobs on the way out."""
+def live_app(jobs: JobManager | None = None, workspaces=None, place=None):
+    """Launch the app (offline, the launch settings app.py uses; on `place` if given) and yield its URL; stop its
+    jobs on the way out."""
     from demo import build_demo, launch_kwargs
 
-    demo = build_demo(offline=True, workspaces=workspaces, jobs=jobs)
+    demo = build_demo(offline=True, workspaces=workspaces, jobs=jobs, place=place)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                             **launch_kwargs())
     try:

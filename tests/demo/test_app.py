@@ -1,37 +1,22 @@
 """The app driven through its public API with gradio_client, as a script or another program would."""
-import socket
 import threading
 import time
 import zipfile
 
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from engine import sample
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.live_app import client, live_app
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    from demo import build_demo, launch_kwargs
-
-    demo = build_demo(offline=True)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            **launch_kwargs())
-    yield url
-    demo.close()
-
-
-def client(url):
-    return Client(url, verbose=False, analytics_enabled=False)
+    with live_app() as url:
+        yield url
 
 
 TRAIN_ARGS = dict(model="resnet10t", weights="scratch", strategy="auto", epochs=1, lr=3e-3, batch_size=64, img_size=48,

@@ -6,7 +6,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.demo.test_app import free_port
+from tests.live_app import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

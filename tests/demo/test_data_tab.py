@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 from PIL import Image
@@ -15,25 +15,17 @@ from demo import data_report
 from demo.tabs import data as data_tab
 from engine import data as data_lib
 from engine import sample
+from tests.live_app import client, live_app
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """A fresh app (offline) with its own workspaces: (url, workspaces)."""
-    from demo import build_demo, launch_kwargs
     from demo.workspace import Workspaces
-    from tests.demo.test_app import free_port
 
     workspaces = Workspaces(tmp_path_factory.mktemp("ws"))
-    demo = build_demo(offline=True, workspaces=workspaces)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            **launch_kwargs())
-    yield url, workspaces
-    demo.close()
-
-
-def client(url):
-    return Client(url, verbose=False, analytics_enabled=False)
+    with live_app(workspaces=workspaces) as url:
+        yield url, workspaces
 
 
 def make_folder(root: Path, counts: dict[str, int], size=(24, 24)) -> Path:

@@ -11,26 +11,17 @@ from demo.space import Limits, Place, detect
 from engine.errors import UserError
 from engine.export import zip_model_folder
 from engine.train import TrainConfig
-from tests.demo.test_app import TRAIN_ARGS, client, free_port
+from tests.demo.test_app import TRAIN_ARGS
 from tests.hub_push_standin import HubStandIn
+from tests.live_app import client, live_app
 
 TOKEN = "hf_ExportTabSecret0987654321"
 
 
-def launch(**kwargs):
-    from demo import build_demo, launch_kwargs
-
-    demo = build_demo(offline=True, **kwargs)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            **launch_kwargs())
-    return demo, url
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    demo, url = launch()
-    yield url
-    demo.close()
+    with live_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +77,7 @@ def test_space_detection():
 
 def test_on_a_space_the_page_says_storage_is_wiped_and_runs_are_capped():
     place = Place("alice/snapfit")
-    demo, url = launch(place=place)
-    try:
+    with live_app(place=place) as url:
         c = client(url)
         props = [comp["props"] for comp in c.config["components"]]
         notes = [p.get("value") for p in props if p.get("elem_id") == "space-note"]
@@ -97,8 +87,6 @@ def test_on_a_space_the_page_says_storage_is_wiped_and_runs_are_capped():
         with pytest.raises(AppError, match=r"at most 10 for epochs|maximum"):
             c.submit(**dict(TRAIN_ARGS, epochs=11), api_name="/train").result(timeout=120)
         assert "900 images" in c.predict("builtin:shapes", api_name="/load_data")[0]  # under the cap: loads
-    finally:
-        demo.close()
     with pytest.raises(UserError, match=r"at most 500 images per dataset \(this one has 900\)"):
         Limits(max_images=500).check_dataset(900, place.name)
     with pytest.raises(UserError, match="allows at most 160 for image size"):

@@ -6,7 +6,6 @@ the console script being on PATH.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from engine.evaluate import confusion_matrix
 from engine.export import load_model_folder
 from engine.train import Session, TrainConfig, _epoch_batches, fit, prepare
 from tests.engine.test_cli import save_folder
+from tests.live_app import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--model", "resnet10t", "--img-size", "32", "--no-bf16"]  # fp32: the comparisons below are exact to ~1e-6
@@ -45,12 +45,6 @@ WATCH = textwrap.dedent("""
                 os.write(_fd, (event + " " + os.fspath(path) + "\\n").encode())
         sys.addaudithook(_hook)
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(*args, processes=2, extra_env=None):
