@@ -231,13 +231,10 @@ def _load(args):
     path = Path(os.path.expanduser(args.data.strip()))
     if not (distributed.active() and path.suffix.lower() == ".zip" and path.is_file()):
         return _load_data(args)
-    folder = path.with_suffix("")
     with distributed.local_main_first():
         if distributed.local_rank() == 0:
-            return data.load_zip(path, folder)
-        loaded = data.load_folder(folder)
-        loaded.source = str(path)
-        return loaded
+            return _load_data(args)  # unpacks the zip beside it, without .zip (engine.folders.load_zip)
+        return data.load_folder(path.with_suffix(""), split=args.data_split)  # same items; only rank 0 writes metrics
 
 
 def cmd_lr_find(args) -> int:

@@ -6,6 +6,7 @@ the console script being on PATH.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -158,6 +159,24 @@ def test_a_process_that_stops_answering_ends_the_run_with_one_line(folder, tmp_p
     assert "raise SNAPFIT_DIST_TIMEOUT (now 5 s)" in r.stderr
     assert "[rank0]: Traceback" not in r.stderr  # rank 0's own report is the one line
     assert not (tmp_path / "model").exists()
+
+
+def test_a_zip_is_loaded_as_in_one_process_split_included(tmp_path):
+    """Under torchrun the first process unpacks the zip and the others read what it unpacked: the run must still
+    honour --split and record how the data was loaded, as a single process does."""
+    images, labels = sample.generate(n_per_class=20, seed=4)
+    keep = [i for i, y in enumerate(labels) if y < 2]
+    root = tmp_path / "shapes"
+    save_folder(root / "train", [images[i] for i in keep[:30]], [labels[i] for i in keep[:30]], list(sample.CLASSES[:2]))
+    save_folder(root / "val", [images[i] for i in keep[30:]], [labels[i] for i in keep[30:]], list(sample.CLASSES[:2]))
+    archive = shutil.make_archive(str(tmp_path / "shapes"), "zip", root_dir=root)
+    shutil.rmtree(root)
+    r = torchrun("--data", archive, "--split", "train", "--out", str(tmp_path / "model"), "--epochs", "1", "--batch-size", "8",
+                 *TRAIN)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["num_train"] + metrics["num_val"] == len(keep[:30])  # the train/ folder only
+    assert metrics["data"]["load"] == dict(source=archive, split="train")
 
 
 def test_too_few_validation_images_for_the_processes(tmp_path):
