@@ -14,7 +14,7 @@ from demo.jobs import JobManager, failure_message
 from demo.space import Place
 from demo.workspace import Workspace, Workspaces
 from engine.errors import UserError
-from engine.train import PRETRAINED_RECIPE, SCRATCH_RECIPE
+from engine.train import DEFAULT_RECIPE, RECIPES
 
 
 @dataclass
@@ -31,8 +31,8 @@ class Context:
         return self.workspaces.get(key)
 
     def recipe(self) -> dict:
-        """The Train tab's starting values: a small model from scratch offline, a pretrained one online."""
-        return SCRATCH_RECIPE if self.offline else PRETRAINED_RECIPE
+        """The Train tab's starting values: the CLI's default recipe, online or not (its weights are built in)."""
+        return RECIPES[DEFAULT_RECIPE]
 
     def stop_latest(self, key, kind: str) -> None:
         """Ask the workspace's running job of this kind to stop (it ends after its current step)."""

@@ -51,7 +51,9 @@ def _rank_note(distributed) -> str:
 # TrainConfig itself, so the command line and the engine can never disagree.
 OPTIONS = [
     ("--epochs", "epochs", int, "number of epochs"),
-    ("--lr", "lr", float, "peak learning rate of the head (default: 1e-2 from scratch, 2e-3 with loaded weights)"),
+    ("--lr", "lr", float, "peak learning rate of the head (default: 1e-2 from scratch, 3e-2 for a head on cached "
+     "features, 2e-3 fine-tuning loaded weights)"),
+    ("--head-lr", "head_lr", float, "finetune: peak LR of the head-only epochs on cached features (default: 3e-2)"),
     ("--batch-size", "batch_size", int, "images per step (under torchrun: per process; the global batch is N times this)"),
     ("--img-size", "img_size", int, "training image size in px (smaller is faster)"),
     ("--val-fraction", "val_fraction", float, "share of each class held out for validation"),
@@ -76,13 +78,15 @@ DATA_HELP = ("builtin:shapes (the default), a folder or .zip of class folders (o
              "or a Hugging Face Hub dataset id owner/name (also hub:owner/name)")
 SWITCHES = [  # TrainConfig booleans: --name / --no-name
     ("--progressive-resize", "progressive_resize", "train at half size first, full size at the end"),
-    ("--channels-last", "channels_last", "channels_last memory format (default: on with bf16, where it is faster)"),
+    ("--channels-last", "channels_last", "channels_last memory format (default: on with bf16 or depthwise convolutions, "
+     "where it is faster)"),
+    ("--freeze-bn", "freeze_bn", "keep BatchNorm statistics as loaded while fine-tuning (default: on with loaded weights)"),
     ("--bf16", "bf16", "bf16 autocast (default: where the hardware supports it)"),  # None = auto
 ]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from engine.train import STRATEGIES, TrainConfig
+    from engine.train import DEFAULT_RECIPE, RECIPES, STRATEGIES, TrainConfig
 
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m engine", description="Snapfit: train image classifiers on your pictures.")
@@ -90,28 +94,33 @@ def _parser() -> argparse.ArgumentParser:
     for name, func, help_ in [("train", cmd_train, "fine-tune a model"), ("lr-find", cmd_lr_find, "run the LR range test")]:
         sp = sub.add_parser(name, help=help_)
         _data_arguments(sp, "builtin:shapes")
-        sp.add_argument("--model", default=defaults.model, help="any timm model name (default: %(default)s)")
-        sp.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES],
-                        help="auto: finetune with loaded weights, full from scratch")
+        # Every training option defaults to the recipe's value, else TrainConfig's: only what is given overrides.
+        sp.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
+                        help="starting values: " + "; ".join(f"{k}: {_recipe_text(v)}" for k, v in RECIPES.items())
+                        + " (default: %(default)s)")
+        sp.add_argument("--model", default=argparse.SUPPRESS, help="any timm model name (default: the recipe's)")
+        sp.add_argument("--strategy", default=argparse.SUPPRESS, choices=["auto", *STRATEGIES],
+                        help="auto: finetune with loaded weights, full from scratch (default: the recipe's)")
         sp.add_argument("--freeze-backbone", action="store_const", dest="strategy", const="head", default=argparse.SUPPRESS,
                         help="same as --strategy head")
         for flag, field, type_, text in OPTIONS:
             default = getattr(defaults, field)
-            sp.add_argument(flag, dest=field, type=type_, default=default, help=text + ("" if default is None else " (default: %(default)s)"))
+            sp.add_argument(flag, dest=field, type=type_, default=argparse.SUPPRESS,
+                            help=text + ("" if default is None else f" (default: the recipe's, else {default})"))
         for flag, field, text in SWITCHES:
-            sp.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=getattr(defaults, field), help=text)
+            sp.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
         w = sp.add_mutually_exclusive_group()
         w.add_argument("--pretrained", action="store_const", dest="weights", const="pretrained", default=argparse.SUPPRESS,
-                       help="Hub-pretrained weights")
+                       help="ImageNet weights: from the Hub, or built in for tf_efficientnet_lite0/1/2 (the default recipe's)")
         w.add_argument("--scratch", action="store_const", dest="weights", const="scratch", default=argparse.SUPPRESS,
-                       help="random initialisation (the default)")
+                       help="random initialisation")
         w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
         sp.add_argument("--out", required=True, help="output folder")
         if name == "lr-find":
             sp.add_argument("--start-lr", type=float, default=1e-7, help="first LR of the range test (default: %(default)s)")
             sp.add_argument("--end-lr", type=float, default=10.0, help="last LR of the range test (default: %(default)s)")
             sp.add_argument("--num-steps", type=int, default=100, help="steps, one batch each (default: %(default)s)")
-        sp.set_defaults(func=func, weights="scratch")
+        sp.set_defaults(func=func)
     sp = sub.add_parser("predict", help="classify images with a model folder")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--top-k", type=int, default=5)
@@ -176,10 +185,17 @@ class _LoadProgress:
 
 
 def _config(args):
-    from engine.train import TrainConfig, preflight
+    """The recipe's values, overridden by the options given on the command line."""
+    from engine.train import RECIPES, TrainConfig, preflight
 
-    values = {field: getattr(args, field) for _, field, *_ in OPTIONS + SWITCHES}
-    return preflight(TrainConfig(model=args.model, weights=args.weights, strategy=args.strategy, **values))
+    fields = ["model", "weights", "strategy"] + [field for _, field, *_ in OPTIONS + SWITCHES]
+    values = dict(RECIPES[args.recipe]) | {field: getattr(args, field) for field in fields if hasattr(args, field)}
+    return preflight(TrainConfig(**values))
+
+
+def _recipe_text(recipe: dict) -> str:
+    weights = "pretrained" if recipe["weights"] == "pretrained" else "from scratch"
+    return f"{recipe['model'].split('.')[0]} {weights}, {recipe.get('strategy', 'auto')}, {recipe['img_size']} px"
 
 
 class _Progress:

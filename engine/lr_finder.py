@@ -144,7 +144,7 @@ def _step(session: Session, model, optimizer, idx, feats, cfg: TrainConfig) -> f
         head.train()
         logits = head(feats[idx])
     else:
-        models.train_mode(model)
+        models.train_mode(model, cfg.resolved_freeze_bn())
         x = data_lib.augment(session.train_x[idx].float().div_(255.0), cfg.augment, session.generator)
         with session.autocast():
             logits = model(session.normalize(x))

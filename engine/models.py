@@ -5,8 +5,11 @@ Everything here is timm underneath: `timm.create_model` builds the network and s
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from huggingface_hub.utils import httpx as hub_httpx  # huggingface_hub's httpx2: its errors are no OSError
 from timm.models import group_parameters
 
-from engine import hub
+from engine import embedded, hub
 from engine.errors import UserError
 
 
@@ -26,8 +29,30 @@ class CatalogEntry:
     note: str
     cpu: bool = True  # fine-tunes in minutes on a laptop CPU
 
+    @property
+    def built_in(self) -> bool:
+        """Its ImageNet weights ship with Snapfit (engine/embedded.py): pretrained works with no Hub."""
+        return embedded.available(self.name)
+
+    def weights_available(self, offline: bool) -> bool:
+        return self.built_in or (not offline and not self.name.startswith("local-dir:"))
+
+    def label(self, offline: bool, on_cpu: bool = True) -> str:
+        """The name with its size, and what a person must know before picking it here."""
+        tags = [f"{self.params_m:g}M params"]
+        if self.built_in:
+            tags.append("weights built in")
+        elif offline:
+            tags.append("no weights offline: scratch only")
+        if on_cpu and not self.cpu:
+            tags.append("needs a GPU: slow here")
+        return f"{self.name} · {' · '.join(tags)}"
+
 
 CATALOG = [
+    CatalogEntry("tf_efficientnet_lite0.in1k", 4.7, "ImageNet weights built in: the offline default, quick on a CPU"),
+    CatalogEntry("tf_efficientnet_lite1.in1k", 5.4, "ImageNet weights built in; a little more accurate, 1.6x the compute"),
+    CatalogEntry("tf_efficientnet_lite2.in1k", 6.1, "ImageNet weights built in; most accurate of the three, 2.2x the compute"),
     CatalogEntry("resnet18.a1_in1k", 11.2, "Sturdy default; fast with bf16 on CPU"),
     CatalogEntry("mobilenetv3_large_100.ra_in1k", 4.2, "Small and quick, good for phones"),
     CatalogEntry("efficientnet_b0.ra_in1k", 4.0, "Accurate for its size, slower to train on CPU"),
@@ -44,6 +69,17 @@ CATALOG = [
     ),
 ]
 
+
+def catalog(offline: bool) -> list[CatalogEntry]:
+    """The catalog in the order to offer it: offline, the models whose weights are here come first."""
+    return sorted(CATALOG, key=lambda e: not e.weights_available(offline)) if offline else list(CATALOG)
+
+
+def catalog_entry(name: str) -> CatalogEntry | None:
+    return next((e for e in CATALOG if e.name == name), None)
+
+
+log = logging.getLogger("snapfit.models")
 WEIGHT_CHOICES = ("pretrained", "scratch")  # or a path to a weights file / model folder
 
 
@@ -71,14 +107,23 @@ class LoadReport:
     """What happened to the weights: shown to the user so a silent random init never goes unnoticed."""
 
     source: str  # "pretrained" | "scratch" | a file path
-    loaded: int = 0
-    skipped: list[str] = field(default_factory=list)  # tensors not taken (the old head, shape mismatches)
+    loaded: int = 0  # tensors of the model that were set from the weights
+    skipped: list[str] = field(default_factory=list)  # tensors of the model left as initialised (the new head, misfits)
+    origin: str = ""  # pretrained: where the weights came from, in words
+    note: str = ""  # why they came from there (say, the Hub could not be reached)
+    head_only: bool = False  # what was skipped is exactly the classifier: the rest is all pretrained
 
     def describe(self) -> str:
         if self.source == "scratch":
             return "Random initialisation (training from scratch)."
-        skipped = f", skipped {len(self.skipped)} ({', '.join(self.skipped[:4])}{'…' if len(self.skipped) > 4 else ''})"
-        return f"Loaded {self.loaded} tensors from {self.source}{skipped if self.skipped else ''}."
+        where = self.origin or self.source
+        text = f"Loaded {self.loaded} tensors from {where}{f' ({self.note})' if self.note else ''}"
+        if not self.skipped:
+            return text + "."
+        names = ", ".join(self.skipped[:4]) + ("…" if len(self.skipped) > 4 else "")
+        if self.head_only:
+            return text + f"; only the classifier was replaced, new and untrained ({len(self.skipped)} tensors: {names})."
+        return text + f", skipped {len(self.skipped)} ({names})."
 
 
 def create(
@@ -144,27 +189,109 @@ def check_input_size(model: torch.nn.Module, name: str, size: int) -> None:
 
 
 def check_pretrained_reachable(name: str) -> None:
-    """Fail at once, not after 46 s of retries, when pretrained weights cannot be downloaded."""
-    if hub.is_offline():
+    """Fail at once, not after 46 s of retries, when pretrained weights can be had neither from the Hub nor from
+    an embedded package."""
+    if hub.is_offline() and not embedded.available(name):
+        built_in = ", ".join(f"{arch}.{embedded.TAG}" for arch in embedded.PACKAGES if embedded.installed(arch))
         raise UserError(
             f"Pretrained weights for {name} come from the Hugging Face Hub, which this machine cannot reach. "
-            "Train from scratch, or give a local weights file (.safetensors or a timm state dict)."
+            + (f"Pick a model whose ImageNet weights are built in ({built_in}), train from scratch, "
+               if built_in else "Train from scratch, ")
+            + "or give a local weights file (.safetensors or a timm state dict)."
         )
 
 
 def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
+    """timm's own pretrained path (the Hub), or, for the embedded EfficientNet-Lites, their built-in copy when the
+    Hub is offline or the download fails."""
     check_pretrained_reachable(name)
+    arch = embedded.arch_of(name) if embedded.available(name) else None
+    if arch and hub.is_offline():
+        return _create_embedded(name, arch, kwargs, "the Hub is offline")
     try:
-        model = _timm_create(name, True, kwargs)
+        return _create_from_hub(name, kwargs)
+    except UserError as exc:
+        if arch is None:
+            raise
+        log.warning("%s; using the embedded weights", exc)
+        return _create_embedded(name, arch, kwargs, "the Hub download failed")
+
+
+def _create_from_hub(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
+    try:
+        with _recording_loads() as loads:
+            model = _timm_create(name, True, kwargs)
     except RuntimeError as exc:
         if "No pretrained weights" in str(exc):
             raise UserError(f"timm has no pretrained weights for {name}; choose scratch or another model.") from exc
         raise
     except (OSError, hub_httpx.HTTPError) as exc:
         raise UserError(_download_failure(name, exc)) from exc
-    classifier = model.get_classifier()  # the new head: its tensors were not among the pretrained ones
-    head = {f"{prefix}.{n}" for prefix, module in model.named_modules() if module is classifier for n, _ in module.named_parameters()}
-    return model, LoadReport("pretrained", loaded=len(model.state_dict()) - len(head), skipped=sorted(head))
+    loaded, missing = loads[-1] if loads else (len(model.state_dict()), [])
+    origin = f"the Hugging Face Hub ({model.pretrained_cfg.get('hf_hub_id') or name})"
+    return model, _pretrained_report(model, loaded, missing, origin)
+
+
+def _create_embedded(name: str, arch: str, kwargs: dict, why: str) -> tuple[torch.nn.Module, LoadReport]:
+    """The architecture with its embedded ImageNet weights: every tensor but a new classifier's must load."""
+    model = _timm_create(name, False, kwargs)
+    state = embedded.weights(arch, model)
+    own = model.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = sorted(set(own) - set(take))
+    if set(missing) - _head_keys(model):  # the conversion no longer matches timm's model: never train on half of it
+        raise RuntimeError(f"The embedded weights do not fit {arch}: {', '.join(missing[:5])} missing.")
+    model.load_state_dict(take, strict=False)
+    return model, _pretrained_report(model, len(take), missing, embedded.describe(arch), why)
+
+
+def _pretrained_report(model, loaded: int, missing: list[str], origin: str, note: str = "") -> LoadReport:
+    head_only = bool(missing) and set(missing) <= _head_keys(model)
+    return LoadReport("pretrained", loaded=loaded, skipped=sorted(missing), origin=origin, note=note, head_only=head_only)
+
+
+def _head_keys(model: torch.nn.Module) -> set[str]:
+    classifier = model.get_classifier()
+    return {f"{prefix}.{n}" for prefix, module in model.named_modules() if module is classifier
+            for n, _ in module.state_dict().items()}
+
+
+_loads = threading.local()
+_timm_load_pretrained = timm.models._builder.load_pretrained
+
+
+@contextlib.contextmanager
+def _recording_loads():
+    """Record what timm's pretrained loading really took: (tensors loaded, model tensors missing) per load.
+
+    timm logs these at INFO and returns nothing, so a thin wrapper around its `load_pretrained` keeps the result
+    of the model's own `load_state_dict` call (per thread: jobs build models side by side)."""
+    _loads.results = []
+    try:
+        yield _loads.results
+    finally:
+        del _loads.results
+
+
+def _load_pretrained_recorded(model, *args, **kwargs):
+    results = getattr(_loads, "results", None)
+    if results is None:
+        return _timm_load_pretrained(model, *args, **kwargs)
+    load_state_dict = model.load_state_dict
+
+    def recorded(state_dict, *a, **kw):
+        result = load_state_dict(state_dict, *a, **kw)
+        results.append((len(state_dict) - len(result.unexpected_keys), list(result.missing_keys)))
+        return result
+
+    model.load_state_dict = recorded  # on this instance only, for this one call
+    try:
+        return _timm_load_pretrained(model, *args, **kwargs)
+    finally:
+        del model.load_state_dict
+
+
+timm.models._builder.load_pretrained = _load_pretrained_recorded
 
 
 def _download_failure(name: str, exc: Exception) -> str:
@@ -236,18 +363,29 @@ def set_trainable(model: torch.nn.Module, groups: list[list[torch.nn.Parameter]]
             p.requires_grad_(i >= first_trainable)
 
 
-def train_mode(model: torch.nn.Module) -> None:
-    """model.train(), but modules whose parameters are all frozen stay in eval mode.
+def train_mode(model: torch.nn.Module, freeze_bn: bool = False) -> None:
+    """model.train(), but modules whose parameters are all frozen stay in eval mode, and with `freeze_bn` every
+    BatchNorm does (its statistics stay as loaded; its scale and shift still train).
 
     `requires_grad=False` alone still lets BatchNorm update its running statistics in train mode, which
     quietly changes a "frozen" backbone (STACK.md fact 9). Keeping frozen modules in eval mode avoids that
     and, unlike swapping in FrozenBatchNorm, is undone simply by unfreezing.
+    `freeze_bn` is for fine-tuning pretrained weights after a head was trained on cached (eval-mode) features:
+    in train mode BatchNorm normalises with each batch's statistics instead, which on photos unlike ImageNet
+    moved the features so far that the head's loss jumped from 0.5 to 5 on the first fine-tuning step and the
+    validation accuracy fell from 86 % to 48 % (sign-digits, tf_efficientnet_lite0, benchmarks/pretrained_recipes.py).
     """
     model.train()
     for module in model.modules():
         params = list(module.parameters(recurse=False))
-        if params and not any(p.requires_grad for p in params):
+        if (params and not any(p.requires_grad for p in params)) or (freeze_bn and isinstance(module, torch.nn.modules.batchnorm._BatchNorm)):
             module.eval()
+
+
+def has_depthwise(model: torch.nn.Module) -> bool:
+    """Does the model use depthwise convolutions (EfficientNet, MobileNet, ConvNeXt)? channels_last makes those
+    1.7-2.3x faster to train on a CPU even in fp32 (benchmarks/pretrained_speed.py), where it slows a ResNet."""
+    return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels for m in model.modules())
 
 
 def data_config(model: torch.nn.Module, img_size: int) -> dict:

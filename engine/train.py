@@ -41,11 +41,26 @@ from engine.export import save_model_folder
 STRATEGIES = ("head", "finetune", "full", "progressive")
 log = logging.getLogger("snapfit.train")
 
-# Defaults when there are no pretrained weights (offline): a small ResNet from scratch at 48 px. On the
-# built-in shapes it reaches about 97 % validation accuracy in ~14 s on 2 CPU cores (tests/engine/test_train.py
-# asserts the accuracy). Pretrained defaults follow fastai's fine_tune: a few epochs at a lower LR.
-SCRATCH_RECIPE = dict(model="resnet10t.c3_in1k", weights="scratch", epochs=12, lr=1e-2, batch_size=64, img_size=48)
-PRETRAINED_RECIPE = dict(model="resnet18.a1_in1k", weights="pretrained", epochs=3, lr=2e-3, batch_size=64, img_size=128)
+# A linear head on cached features learns best with a much higher LR than fine-tuning (sign-digits, 20 photos per
+# class, tf_efficientnet_lite0 at 224 px, 30 epochs: 2e-3 68 %, 1e-2 88 %, 3e-2 90 %, 1e-1 72 %).
+HEAD_LR = 3e-2
+
+# Named starting points; the app's Train tab offers them and the CLI's --recipe takes their names. A recipe gives
+# only the values that differ from TrainConfig's defaults. Measured in benchmarks/pretrained_recipes.py (README).
+RECIPES = {
+    # ImageNet EfficientNet-Lite0 (built in, engine/embedded.py), frozen; a linear head on its 224 px features.
+    # About a minute on 2 CPU cores for 2,000 photos, seconds for 200.
+    "quick": dict(model="tf_efficientnet_lite0.in1k", weights="pretrained", strategy="head", epochs=30, img_size=224,
+                  batch_size=32),
+    # The same head first, then the whole network fine-tuned with its BatchNorm statistics kept (about 10 minutes).
+    "best": dict(model="tf_efficientnet_lite0.in1k", weights="pretrained", strategy="finetune", freeze_epochs=30,
+                 epochs=3, lr=2e-4, lr_mult=1.0, img_size=224, batch_size=32),
+    # A small ResNet from scratch at 48 px: on the built-in shapes about 97 % validation accuracy in ~14 s on
+    # 2 CPU cores (tests/engine/test_train.py asserts the accuracy). For demos and tests, not for photos.
+    "scratch": dict(model="resnet10t.c3_in1k", weights="scratch", epochs=12, lr=1e-2, batch_size=64, img_size=48),
+}
+DEFAULT_RECIPE = "quick"
+SCRATCH_RECIPE = RECIPES["scratch"]
 
 
 @dataclass
@@ -55,6 +70,7 @@ class TrainConfig:
     strategy: str = "auto"  # one of STRATEGIES; "auto": finetune with loaded weights, full from scratch
     epochs: int = 5
     lr: float | None = None  # peak LR of the head (of every layer for `full`); None = resolved_lr()
+    head_lr: float | None = None  # peak LR of finetune's head-only epochs on cached features; None = HEAD_LR
     batch_size: int = 64
     img_size: int = 64
     val_fraction: float = 0.2
@@ -66,6 +82,7 @@ class TrainConfig:
     progressive_resize: bool = False  # start at half size, finish at img_size
     freeze_epochs: int = 1  # finetune: head-only epochs before unfreezing
     freeze_layers: int = 0  # first K layer groups stay frozen throughout
+    freeze_bn: bool | None = None  # BatchNorm statistics stay as loaded; None = with loaded weights (see models.train_mode)
     lr_mult: float = 100.0  # discriminative LRs: stem at lr / lr_mult
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
@@ -92,10 +109,19 @@ class TrainConfig:
 
     def resolved_lr(self) -> float:
         """The LR to use: the one given, else 1e-2 from scratch (measured best for short scratch runs, see
-        benchmarks/vs_fastai.py) or fastai fine_tune's 2e-3 with loaded weights."""
+        benchmarks/vs_fastai.py), HEAD_LR for a head on cached features, or fastai fine_tune's 2e-3 with loaded
+        weights."""
         if self.lr is not None:
             return self.lr
-        return 1e-2 if self.weights in ("scratch", "", None) else 2e-3
+        if self.weights in ("scratch", "", None):
+            return 1e-2
+        return HEAD_LR if self.resolved_strategy() == "head" else 2e-3
+
+    def resolved_head_lr(self) -> float:
+        return HEAD_LR if self.head_lr is None else self.head_lr
+
+    def resolved_freeze_bn(self) -> bool:
+        return self.weights not in ("scratch", "", None) if self.freeze_bn is None else self.freeze_bn
 
     def checked(self) -> TrainConfig:
         """Raise a UserError naming the first bad value and the range that would work."""
@@ -103,6 +129,8 @@ class TrainConfig:
             (self.strategy in STRATEGIES + ("auto",), f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})"),
             (_is_int(self.epochs) and 1 <= self.epochs <= 1000, f"epochs must be a whole number from 1 to 1000 (got {self.epochs})"),
             (self.lr is None or (_is_num(self.lr) and 1e-8 <= self.lr <= 10), f"learning rate must be between 1e-8 and 10 (got {self.lr})"),
+            (self.head_lr is None or (_is_num(self.head_lr) and 1e-8 <= self.head_lr <= 10),
+             f"head learning rate must be between 1e-8 and 10 (got {self.head_lr})"),
             (_is_int(self.batch_size) and 2 <= self.batch_size <= 4096, f"batch size must be from 2 to 4096 (got {self.batch_size})"),
             (_is_int(self.img_size) and 16 <= self.img_size <= 1024, f"image size must be from 16 to 1024 px (got {self.img_size})"),
             (_is_num(self.val_fraction) and 0.01 <= self.val_fraction <= 0.9, f"validation fraction must be 0.01-0.9 (got {self.val_fraction})"),
@@ -211,7 +239,7 @@ class Session:
         for size in {prepared.img_size, _epoch_size(cfg, prepared.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
             models.check_input_size(self.model, cfg.model, size)
         self.bf16 = use_bf16(cfg, self.device)
-        self.channels_last = self.bf16 if cfg.channels_last is None else cfg.channels_last
+        self.channels_last = (self.bf16 or models.has_depthwise(self.model)) if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cpu":
@@ -308,7 +336,7 @@ def plan(cfg: TrainConfig) -> list[Phase]:
     if strategy == "head":
         return [Phase(cfg.epochs, True, False, lr, "head")]
     if strategy == "finetune":
-        frozen = [Phase(cfg.freeze_epochs, True, False, lr, "head")] if cfg.freeze_epochs else []
+        frozen = [Phase(cfg.freeze_epochs, True, False, cfg.resolved_head_lr(), "head")] if cfg.freeze_epochs else []
         # fastai halves the base LR once the body is unfrozen
         return frozen + [Phase(cfg.epochs, False, True, lr / 2, "all")]
     if strategy == "progressive":
@@ -573,7 +601,7 @@ def _run_images(session: Session, phase: Phase, epoch0: int, step0: int, stop: S
     for e in range(done + 1, phase.epochs + 1):
         first = _first_trainable(phase, e, n_groups, cfg.freeze_layers)
         models.set_trainable(model, session.groups, first)
-        models.train_mode(model)
+        models.train_mode(model, cfg.resolved_freeze_bn())
         if distributed.active() and first != wrapped_from:  # DDP reduces the parameters trainable when it wraps
             net, wrapped_from = None, first  # drop the old wrapper (and its gradient hooks) first
             net = distributed.wrap(model)
@@ -654,6 +682,7 @@ def _save(session: Session, tracker: _Tracker, cfg: TrainConfig, out_dir: str, s
         confusion_matrix=confusion_matrix(y, preds, len(names)).tolist(),
         class_names=names,
         hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy(), lr=cfg.resolved_lr(), bf16=session.bf16,
+                                            head_lr=cfg.resolved_head_lr(), freeze_bn=cfg.resolved_freeze_bn(),
                                             channels_last=session.channels_last),
         weights=session.report.describe(),
         data=session.prepared.data_info,

@@ -35,8 +35,8 @@ def save_folder(root: Path, images, labels, class_names) -> Path:
 def trained(folder, tmp_path_factory):
     """`train` from the command line: a model folder and what the command printed."""
     out = tmp_path_factory.mktemp("cli-model") / "model"
-    r = cli("train", "--data", str(folder), "--model", "resnet10t", "--epochs", "2", "--img-size", "32", "--batch-size", "32",
-            "--out", str(out))
+    r = cli("train", "--data", str(folder), "--recipe", "scratch", "--model", "resnet10t", "--epochs", "2", "--img-size", "32",
+            "--batch-size", "32", "--out", str(out))
     return out, r
 
 
@@ -64,7 +64,7 @@ def test_transfer_a_trained_folder_to_new_classes(builtin_model, tmp_path):
     keep = [i for i, y in enumerate(labels) if y >= 2]  # triangle, star, cross, ring
     new = save_folder(tmp_path / "new", [images[i] for i in keep], [labels[i] - 2 for i in keep], list(sample.CLASSES[2:]))
     out = tmp_path / "transferred"
-    r = cli("train", "--data", str(new), "--model", "resnet10t", "--weights", str(source), "--freeze-backbone", "--epochs", "1",
+    r = cli("train", "--data", str(new), "--recipe", "scratch", "--weights", str(source), "--freeze-backbone", "--epochs", "1",
             "--img-size", "48", "--batch-size", "8", "--lr", "1e-2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     before, after = load_file(source / "model.safetensors"), load_file(out / "model.safetensors")
@@ -78,7 +78,7 @@ def test_transfer_a_trained_folder_to_new_classes(builtin_model, tmp_path):
 
 def test_every_training_option_has_a_flag():
     from engine.__main__ import _config, _parser
-    from engine.train import TrainConfig
+    from engine.train import DEFAULT_RECIPE, RECIPES, TrainConfig
 
     args = _parser().parse_args([
         "train", "--out", "x", "--model", "resnet10t", "--strategy", "progressive", "--epochs", "7", "--lr", "0.02",
@@ -86,21 +86,24 @@ def test_every_training_option_has_a_flag():
         "--label-smoothing", "0", "--mixup", "0.2", "--cutmix", "1", "--freeze-epochs", "2", "--freeze-layers", "1",
         "--lr-mult", "10", "--drop-rate", "0.1", "--drop-path-rate", "0.05", "--patience", "3", "--grad-clip", "1",
         "--accum-steps", "4", "--seed", "5", "--progressive-resize", "--no-channels-last", "--bf16", "--scratch",
-        "--memory-budget-mb", "512",
+        "--memory-budget-mb", "512", "--head-lr", "0.05", "--freeze-bn",
     ])
     expected = TrainConfig(model="resnet10t", weights="scratch", strategy="progressive", epochs=7, lr=0.02, batch_size=16,
                            img_size=96, val_fraction=0.3, augment="standard", weight_decay=0.01, label_smoothing=0.0,
                            mixup=0.2, cutmix=1.0, freeze_epochs=2, freeze_layers=1, lr_mult=10.0, drop_rate=0.1,
                            drop_path_rate=0.05, patience=3, grad_clip=1.0, accum_steps=4, seed=5, progressive_resize=True,
-                           channels_last=False, bf16=True, memory_budget_mb=512)
+                           channels_last=False, bf16=True, memory_budget_mb=512, head_lr=0.05, freeze_bn=True)
     assert _config(args) == expected
     defaults = _config(_parser().parse_args(["train", "--out", "x"]))
-    assert defaults == TrainConfig()  # no flags: the engine's own defaults, auto LR and precision included
+    assert defaults == TrainConfig(**RECIPES[DEFAULT_RECIPE])  # no flags: the default recipe, the rest TrainConfig's
+    assert defaults.model.startswith("tf_efficientnet_lite0") and defaults.weights == "pretrained"
+    scratch = _config(_parser().parse_args(["train", "--out", "x", "--recipe", "scratch", "--epochs", "3"]))
+    assert scratch == TrainConfig(**RECIPES["scratch"] | dict(epochs=3))
     assert _parser().parse_args(["train", "--out", "x", "--freeze-backbone"]).strategy == "head"
 
 
 def test_lr_find_writes_json_and_png(folder, tmp_path):
-    r = cli("lr-find", "--data", str(folder), "--model", "resnet10t", "--strategy", "head", "--img-size", "32",
+    r = cli("lr-find", "--data", str(folder), "--recipe", "scratch", "--model", "resnet10t", "--strategy", "head", "--img-size", "32",
             "--start-lr", "1e-5", "--end-lr", "100", "--num-steps", "60", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "lr_find.json").read_text())
@@ -115,7 +118,7 @@ def test_lr_find_writes_json_and_png(folder, tmp_path):
     (["train", "--data", "/no/such/place", "--out", "x"], "not a folder"),
     (["train", "--model", "resnet81", "--out", "x"], "Did you mean"),
     (["train", "--epochs", "0", "--out", "x"], "Epochs must be"),
-    (["train", "--pretrained", "--out", "x"], "cannot reach"),
+    (["train", "--model", "resnet18", "--pretrained", "--out", "x"], "cannot reach"),
     (["predict", "--model-dir", "/nope", "img.png"], "not a Snapfit model folder"),
     (["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", "x"], "start LR must be positive and below the end LR"),
     (["lr-find", "--num-steps", "3", "--out", "x"], "10 to 1000 steps"),
