@@ -20,3 +20,19 @@ def run_arm(script: str, *args: str) -> dict:
     if out.returncode:
         sys.exit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine(bf16: bool) -> str:
+    """The CPU, its vector extensions and whether bf16 was on: speed figures mean little without them."""
+    import platform
+
+    import torch
+
+    name = platform.processor() or "unknown CPU"
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"CPU: {name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
+            f"{torch.get_num_threads()} threads, bf16 {'on' if bf16 else 'off (not supported here)'}")
