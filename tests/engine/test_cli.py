@@ -149,3 +149,13 @@ def test_export_onnx_matches_pytorch(trained, tmp_path):
         expected = model(x).numpy()
     got = onnxruntime.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_models_lists_the_catalog_with_what_works_offline_first():
+    r = cli("models")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.strip().splitlines()[1:]
+    assert rows[0].startswith("tf_efficientnet_lite0.in1k") and "built in" in rows[0]
+    resnet = next(row for row in rows if row.startswith("resnet18"))
+    assert "no (Hub offline)" in resnet and rows.index(resnet) > rows.index(rows[0])
+    assert "(no GPU here: slow)" in next(row for row in rows if row.startswith("resnet50"))
