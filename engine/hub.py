@@ -88,7 +88,8 @@ def detect_offline(timeout: float = 1.5) -> bool:
 
 
 OFFLINE_MESSAGE = (
-    "Offline: the Hugging Face Hub cannot be reached from this machine, so pretrained weights and Hub "
-    "datasets cannot be downloaded. Everything else works: the built-in shapes dataset, your own "
-    "folders and zips of class folders, training from scratch, the LR finder, classifying and exporting (but not pushing)."
+    "Offline: the Hugging Face Hub cannot be reached from this machine. Transfer learning still works: ImageNet-pretrained "
+    "EfficientNet-Lite weights are built in, and training starts from them. Only Hub datasets, other models' pretrained "
+    "weights and pushing to the Hub need the Hub; the built-in shapes, your own folders and zips, training, the LR "
+    "finder, classifying and exporting all work here."
 )
