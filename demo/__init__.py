@@ -45,8 +45,8 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
         with gr.Tabs(selected="data") as tabs:
             with gr.Tab("Data", id="data"):
                 data_tab = data.build(ctx, key)
-            with gr.Tab("Train", id="train"):
-                train_tab = train.build(ctx, key)
+            with gr.Tab("Train", id="train") as train_tab_item:
+                train_tab = train.build(ctx, key, train_tab_item)
             with gr.Tab("LR finder", id="lr_finder"):
                 lr_tab = lr_finder.build(ctx, key, train_tab["settings"])
             with gr.Tab("Evaluate", id="evaluate"):
@@ -63,6 +63,14 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
 
         lr_tab["use"].click(use_lr, [lr_tab["choice"]], [train_tab["lr"], tabs], api_name="use_lr")
 
+        def open_best_recipe():
+            """The Data tab's way on from a first model: the Train tab, set to fine-tune the whole network."""
+            return [*train_tab["choose_recipe"]("best"), gr.Tabs(selected="train")]
+
+        settings = list(train_tab["settings"].values())
+        data_tab["best"].click(open_best_recipe, None, [train_tab["recipe"], *settings, tabs], api_visibility="private").then(
+            train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
+
         def restore(stored):
             """On page load: find this browser's workspace again (or start one) and show its dataset."""
             ws = ctx.workspace(stored if ctx.workspaces.known(stored) else None)
@@ -71,9 +79,12 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
         loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
         # The re-attaching streams only wait on a job: no slot limit, or one reloaded page's stream would hold
         # every other page's re-attach until its training ended.
-        loaded.then(train_tab["restore_settings"], [key], list(train_tab["settings"].values()), api_visibility="private").then(
+        loaded.then(train_tab["restore_settings"], [key], [train_tab["recipe"], *settings], api_visibility="private").then(
             train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private", concurrency_limit=None
-        )
+        ).then(train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
+        loaded.then(train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
+        loaded.then(data_tab["reattach_first"], [key], data_tab["first_outputs"], api_visibility="private",
+                    concurrency_limit=None)
         loaded.then(lr_tab["reattach"], [key], lr_tab["outputs"], api_visibility="private", concurrency_limit=None)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 

@@ -30,9 +30,17 @@ class Context:
             self.housekeeper.maybe_sweep()
         return self.workspaces.get(key)
 
-    def recipe(self) -> dict:
-        """The Train tab's starting values: the CLI's default recipe, online or not (its weights are built in)."""
-        return RECIPES[DEFAULT_RECIPE]
+    def recipe(self, name: str = DEFAULT_RECIPE) -> dict:
+        """A named recipe's values (engine.train.RECIPES) within this place's caps. The Train tab starts from the
+        default one online and offline (its weights are built in); on a Space, a recipe asking for more epochs or
+        pixels than the Space allows is cut down to the cap rather than refused."""
+        if not isinstance(name, str) or name not in RECIPES:
+            raise UserError(f"Unknown recipe {name!r}: choose one of {', '.join(RECIPES)}.")
+        values, caps = dict(RECIPES[name]), self.place.limits
+        for field, cap in (("epochs", caps.max_epochs), ("img_size", caps.max_img_size), ("batch_size", caps.max_batch_size)):
+            if field in values:
+                values[field] = min(values[field], cap)
+        return values
 
     def stop_latest(self, key, kind: str) -> None:
         """Ask the workspace's running job of this kind to stop (it ends after its current step)."""

@@ -58,6 +58,8 @@ class Workspace:
     model_split: tuple[float, int] = (0.2, 0)  # (val_fraction, seed) the model was trained with: its validation images
     evaluation: dict | None = None  # the latest evaluation, with its images (see demo/tabs/evaluate.py)
     lr_result: tuple | None = None  # (model, strategy, LRFinished) of the latest complete LR finder run
+    runs: list = field(default_factory=list)  # this session's trainings that saved a model: see add_run()
+    first_model_job: str | None = None  # the job id of the Data tab's "first model" run, re-attached after a reload
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,6 +94,12 @@ class Workspace:
         """Use this model folder from now on (`predictor`: already loaded from it, if the caller has one)."""
         with self.lock:
             self.model_dir, self.predictor, self.model_split, self.evaluation = Path(model_dir), predictor, split, None
+
+    def add_run(self, run: dict) -> None:
+        """Remember a training that saved a model (label, model, img_size, val_acc, seconds, status, model_dir): the
+        Train tab lists them side by side. A run that saved several times (a stopped or failed one) is listed once."""
+        with self.lock:
+            self.runs = [r for r in self.runs if r["model_dir"] != run["model_dir"]] + [run]
 
     def get_predictor(self) -> Predictor | None:
         with self.lock:

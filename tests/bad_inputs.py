@@ -118,7 +118,8 @@ def catalog(files: Files) -> dict[str, dict[str, list]]:
                     label_smoothing=[-0.1, 1, 5], weight_decay=[-1, 5, None], freeze_epochs=[-1, 1.5, 1e9],
                     freeze_layers=[-3, 1e9], lr_mult=[0, -5, 0.5], drop_rate=[-0.1, 1, 3], drop_path_rate=[1, -1],
                     patience=[-1, 0.5], grad_clip=[-1, "x"], accum_steps=[0, -1, 10**6], bf16=CHOICES,
-                    channels_last=CHOICES, seed=[-1, 2**40, 1.5, "x", None], progressive_resize=[None, "yes", 5])
+                    channels_last=CHOICES, seed=[-1, 2**40, 1.5, "x", None], progressive_resize=[None, "yes", 5],
+                    head_lr=[-1, 0, 1e6, "fast", True], freeze_bn=CHOICES)
     return {
         "/load_data": dict(source=WORDS + [None, 123, ["a"], {"path": "/etc/passwd"}]),
         "/load_zip": dict(path=zips),

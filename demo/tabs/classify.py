@@ -15,7 +15,7 @@ from demo.compute import compute
 from demo.context import Context, user_errors
 from engine import data as data_lib
 from engine.errors import UserError
-from engine.export import check_model_folder
+from engine.export import check_model_folder, read_config, read_metrics
 from engine.predict import Predictor
 
 TOP_K = 5
@@ -40,6 +40,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
             examples = gr.Gallery(label="Examples from the validation images: choose one", columns=6, height=200,
                                   object_fit="contain", allow_preview=False, elem_id="classify-examples")
         with gr.Column():
+            in_use = gr.Markdown("", elem_id="classify-model")
             label = gr.Label(num_top_classes=TOP_K, label="Prediction", elem_id="prediction")
             timing = gr.Markdown("", elem_id="prediction-time")
             heatmap = gr.Image(label="Grad-CAM", type="pil", interactive=False, height=260, elem_id="gradcam")
@@ -86,11 +87,17 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab):
         ws.set_model(folder, predictor=predictor)
         return ws.key, f"Loaded: {len(predictor.class_names)} classes ({', '.join(predictor.class_names[:10])}), {predictor.img_size} px."
 
+    def show_model(key=None):
+        """Which model classifies here: its name, classes, size and validation accuracy."""
+        return model_in_use(ctx.workspace(key))
+
     classify_btn.click(predict, [image, tta, cam, key], outputs, api_name="predict", concurrency_limit=4)
     sketch_btn.click(predict_sketch, [sketch, tta, cam, key], outputs, api_name="predict_sketch", concurrency_limit=4)
     tab.select(show_examples, [key], [examples], api_visibility="private")
+    tab.select(show_model, [key], [in_use], api_name="model_in_use", api_visibility="undocumented")
     examples.select(use_example, [tta, cam, key], [image, *outputs], api_visibility="private")
-    upload.upload(load_model, [upload, key], [key, model_status], api_name="load_model")
+    upload.upload(load_model, [upload, key], [key, model_status], api_name="load_model").success(
+        show_model, [key], [in_use], api_visibility="private")
 
 
 def classify(ctx: Context, key, img, use_tta: bool = False, show_cam: bool = True):
@@ -106,6 +113,26 @@ def classify(ctx: Context, key, img, use_tta: bool = False, show_cam: bool = Tru
         overlay, caption = predictor.gradcam(img, next(iter(result)))
         text += f". {caption}."
     return ws.key, result, text, overlay
+
+
+def model_in_use(ws) -> str:
+    """One line naming the session's model (from its folder's config.json and metrics.json), or how to get one."""
+    if ws.model_dir is None:
+        return ("No model yet: train one on the **Data** tab (*Train a first model now*, seconds) or on the "
+                "**Train** tab.")
+    try:
+        config = read_config(ws.model_dir)
+    except Exception:  # noqa: BLE001 - a folder that no longer reads: classifying will say what is wrong
+        config = {}
+    metrics = read_metrics(ws.model_dir)
+    name = metrics.get("hyperparameters", {}).get("model") or config.get("architecture") or "a model"
+    names = config.get("label_names") or metrics.get("class_names") or []
+    size = (config.get("pretrained_cfg", {}).get("input_size") or [None])[-1]
+    run = next((r for r in reversed(ws.runs) if r["model_dir"] == str(ws.model_dir)), None)
+    parts = [f"{len(names)} classes" if names else "", f"{size} px" if size else "",
+             f"{metrics['val_accuracy']:.1%} validation accuracy" if "val_accuracy" in metrics else "",
+             f"run: {run['label']}" if run else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
+    return f"Model in use: **{name}**" + "".join(f" · {part}" for part in parts if part)
 
 
 def validation_examples(ws) -> list:

@@ -4,6 +4,10 @@ the class counts, the split sizes and what looks wrong (skipped or corrupt files
 Each load runs with a progress bar fed by the engine's own progress callback, and lands in the session's
 workspace only: another browser session never sees it. Uploads are unpacked in the workspace's folder;
 older uploads are removed once a new dataset has replaced them.
+
+Right after a load, "Train a first model now" runs the quick recipe (a new head on the built-in ImageNet
+EfficientNet-Lite0's features) as an ordinary training job of the session (demo/tabs/train.py): its model is the
+session's at once, and the Train tab lists it beside later runs.
 """
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ import gradio as gr
 
 from demo import data_report, folder_upload, plots
 from demo.context import Context, user_errors
+from demo.tabs.train import STREAM_INTERVAL, View, run_training
 from demo.workspace import Workspace, prepared_key
 from engine import data as data_lib
 from engine.errors import UserError
-from engine.train import Prepared, TrainConfig
+from engine.export import read_metrics
+from engine.train import Prepared, TrainConfig, preflight
 
 PREVIEW_IMAGES = 96  # about this many thumbnails in the gallery (at least one per class), at most 4 per class
 PREVIEW_PER_CLASS = 4
@@ -37,6 +43,10 @@ SUGGESTED = {
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 PROGRESS = gr.Progress()  # the marker Gradio looks for; each call gets its own tracker in its place
 CONCURRENCY = dict(concurrency_limit=2, concurrency_id="data")  # two loads at once; training has its own slots
+FIRST_RECIPE = "quick"  # engine.train.RECIPES: seconds for a few hundred images on a CPU
+FIRST_LABEL = "quick (first model)"  # how the Train tab's table of runs names it
+FIRST_PROMPT = ("**Train a first model now**: a new classifier head on ImageNet features of these images (the *quick* "
+                "recipe, weights built in). Seconds for a few hundred images, about a minute for 2,000 on a laptop CPU.")
 
 
 def build(ctx: Context, key: gr.State):
@@ -73,17 +83,26 @@ def build(ctx: Context, key: gr.State):
         with gr.Column(scale=2):
             summary = gr.Markdown("No dataset loaded yet.", elem_id="data-summary")
             warnings = gr.Markdown("", elem_id="data-warnings")
+            with gr.Group():
+                first_btn = gr.Button("Train a first model now (seconds)", variant="primary", elem_id="first-model-btn")
+                first_status = gr.Markdown(FIRST_PROMPT, elem_id="first-model-status", padding=True)
+                with gr.Row():
+                    first_stop = gr.Button("Stop the first model", variant="stop", size="sm", visible=False)
+                    best_btn = gr.Button("Fine-tune the whole network: open Train with the best recipe", size="sm",
+                                         visible=False, elem_id="best-recipe-btn")
             # y_lim starts the bars at 0: Gradio's native plots fit the y axis to the data, so equal class counts
             # (the built-in set has 150 of each) would otherwise draw zero-height bars.
             counts = gr.BarPlot(x="class", y="images", title="Images per class", height=220, sort=None, y_lim=[0, None])
     gallery = gr.Gallery(label="Preview", columns=8, height=300, object_fit="contain", elem_id="data-preview")
     outputs = [key, summary, warnings, counts, gallery]
+    first_outputs = [key, first_status, first_stop, best_btn]
 
     def show(ws: Workspace, dataset: data_lib.LabelledImages, progress):
         """Make `dataset` the session's, decode it for the Train tab's starting recipe (which finds unreadable and
         duplicated images, and saves that run the decoding), and render it."""
         ctx.place.check_dataset(len(dataset))  # on a free Space: a cap on images
         ws.set_dataset(dataset)
+        ws.first_model_job = None  # a first model of the previous dataset is not re-attached after a reload
         try:
             prepared, problem = ws.decode_now(TrainConfig(**ctx.recipe()), progress=reporter(progress, "Decoding")), None
         except UserError as exc:  # loaded, but not trainable as it is (say, no class has 2 images): say why
@@ -145,15 +164,92 @@ def build(ctx: Context, key: gr.State):
             if not isinstance(first, str) or not Path(first).is_relative_to(folder):
                 shutil.rmtree(folder, ignore_errors=True)
 
-    builtin_btn.click(load_data, [source, key], outputs, api_name="load_data", **CONCURRENCY)
-    hub_btn.click(load_hub, [hub_id, max_per_class, config, split, image_column, label_column, key], outputs,
-                  api_name="load_hub", **CONCURRENCY)
-    folder.upload(load_folder, [folder, relpaths, key], outputs, js=folder_upload.UPLOAD_JS, api_name="load_folder",
-                  **CONCURRENCY).then(
-        # Gradio lists a directory upload by basename, which shows a few look-alike names: the summary says it better.
-        clear, None, folder, api_visibility="private")
-    zip_file.upload(load_zip, [zip_file, key], outputs, api_name="load_zip", **CONCURRENCY)
-    return dict(outputs=outputs)
+    @user_errors
+    def first_model(key=None):
+        """Train the quick recipe on this session's dataset in the background (or re-attach to it), stream its
+        progress, and make its model the session's."""
+        ws = ctx.workspace(key)
+        job = ctx.jobs.latest(ws.key, "train")
+        if job is not None and not job.finished and job.id != ws.first_model_job:
+            raise UserError("A training run of this session is going already (Train tab): wait for it to end, or stop "
+                            "it there, then train a first model.")
+        if job is None or job.finished:
+            cfg = ctx.place.check(preflight(TrainConfig(**ctx.recipe(FIRST_RECIPE))))
+            job = ctx.jobs.submit(ws.key, "train",
+                                  lambda token: run_training(ws, cfg, token, ctx.place.zero_gpu, FIRST_LABEL))
+            ws.first_model_job = job.id
+        yield from stream_first(ctx, ws.key, job)
+
+    def stop_first(key=None):
+        ws = ctx.workspace(key)
+        job = ctx.jobs.latest(ws.key, "train")
+        if job is not None and job.id == ws.first_model_job:
+            ctx.jobs.stop(job.id, ws.key)
+        return gr.Button(interactive=False)
+
+    def reattach_first(key=None):
+        """After a reload: the session's first model, live if it is still training."""
+        ws = ctx.workspace(key)
+        job = ctx.jobs.get(ws.first_model_job, ws.key)
+        if job is None:
+            yield ws.key, FIRST_PROMPT, gr.Button(visible=False), gr.Button(visible=False)
+            return
+        yield from stream_first(ctx, ws.key, job)
+
+    def first_prompt():
+        return FIRST_PROMPT, gr.Button(visible=False), gr.Button(visible=False)
+
+    loads = [
+        builtin_btn.click(load_data, [source, key], outputs, api_name="load_data", **CONCURRENCY),
+        hub_btn.click(load_hub, [hub_id, max_per_class, config, split, image_column, label_column, key], outputs,
+                      api_name="load_hub", **CONCURRENCY),
+        folder.upload(load_folder, [folder, relpaths, key], outputs, js=folder_upload.UPLOAD_JS, api_name="load_folder",
+                      **CONCURRENCY),
+        zip_file.upload(load_zip, [zip_file, key], outputs, api_name="load_zip", **CONCURRENCY),
+    ]
+    # Gradio lists a directory upload by basename, which shows a few look-alike names: the summary says it better.
+    loads[2].then(clear, None, folder, api_visibility="private")
+    for load in loads:  # a new dataset: its own first model, not the last one's result
+        load.success(first_prompt, None, first_outputs[1:], api_visibility="private")
+    # Like /train: the handler only follows a job, so it takes no event slot (the job manager limits trainings).
+    first_btn.click(first_model, [key], first_outputs, api_name="first_model", api_visibility="undocumented",
+                    concurrency_limit=None)
+    first_stop.click(stop_first, [key], [first_stop], api_visibility="private")
+    return dict(outputs=outputs, first_outputs=first_outputs, reattach_first=reattach_first, best=best_btn)
+
+
+def stream_first(ctx: Context, owner: str, job):
+    """Page updates for the first-model job until it ends: (key, status, Stop button, "best recipe" button)."""
+    view = View()
+    for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
+        for event in events:
+            view.add(event)
+        done = job.finished
+        saved = view.final is not None and bool(view.final.model_dir)
+        yield (owner, first_status_text(ctx, job, view), gr.Button(visible=not done, interactive=not done),
+               gr.Button(visible=done and saved))
+
+
+def first_status_text(ctx: Context, job, view: View) -> str:
+    if job.status == "queued":
+        return f"Waiting for a free training slot: position {ctx.jobs.queue_position(job)} in the queue."
+    if not job.finished:
+        if view.last_step is None:  # decoding, loading the weights, embedding the images once
+            doing = view.log[-1].rstrip(".") if view.log else "Preparing"
+            return f"Training a first model: {doing}… ({job.elapsed:.0f} s)"
+        return f"Training a first model: {view.status(job, 0)}"
+    if view.final is None or not view.final.model_dir:
+        return (f"The first model failed: {job.error}" if job.status == "failed"
+                else "Stopped before the first epoch ended: no model was saved.")
+    if job.status != "done":
+        return view.status(job, 0)  # stopped, or failed after saving its best epoch: says which, and that it is in use
+    m = read_metrics(view.final.model_dir)
+    hp = m.get("hyperparameters", {})
+    return (f"**First model ready: {m.get('val_accuracy', 0.0):.1%} validation accuracy** on {m.get('num_val', 0)} "
+            f"held-out images, after {job.elapsed:.0f} s ({hp.get('model', '?')}: a new head on its ImageNet features "
+            f"at {hp.get('img_size', '?')} px). It is in use on the **Classify** tab now.\n\n"
+            "For a better model, fine-tune the whole network with the **best** recipe (minutes on a CPU): the button "
+            "below opens the Train tab set up for it, and lists both runs side by side.")
 
 
 def clear():

@@ -33,8 +33,9 @@ def build(ctx: Context, key: gr.State, train_settings: dict):
     outputs = [key, status, plot, values, choice, use, run, stop]
 
     @user_errors
-    def lr_find(start, end, n, key=None, **settings):
+    def lr_find(start, end, n, key=None, lr=None, head_lr=None, **settings):
         """Run the LR range test in the background and stream the curve."""
+        settings = dict(settings, lr=lr, head_lr=head_lr)  # named: optional for API callers (see train.train)
         ws = ctx.workspace(key)
         job = ctx.jobs.latest(ws.key, "lr_find")
         if job is None or job.finished:
