@@ -57,4 +57,4 @@ def test_pretrained_weights_cut_mid_download_fail_the_job_with_the_models_name(a
     hub_online.heal()
     status, *_, log, _, _ = c.submit(**PRETRAINED, api_name="/train").result(timeout=300)
     assert status.startswith("Finished"), status
-    assert f"{MODEL}: Loaded" in log and "from pretrained" in log, log  # the served weights, not a random start
+    assert f"{MODEL}: Loaded" in log and "from the Hugging Face Hub" in log, log  # the served weights, not a random start
