@@ -1,8 +1,9 @@
 """End-to-end: the real page in headless Chromium, driving the whole flow a user would follow.
 
-Data (loaded on page load) -> Train 2 epochs -> LR finder -> "Use this LR" -> Classify an uploaded PNG,
-plus a reload during training that must re-attach to the still-running job. Waits are generous (the CPU
-may be shared with other work) and nothing asserts on timing.
+Data (loaded on page load) -> Train (the scratch recipe: quick on the shapes) -> LR finder -> "Use this LR" ->
+Classify an uploaded PNG; the Data tab's first model (the quick recipe on ImageNet features) named on Classify and
+listed on Train; and a reload during training that must re-attach to the still-running job. Waits are generous
+(the CPU may be shared with other work) and nothing asserts on timing.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine import sample
-from engine.train import SCRATCH_RECIPE
+from engine.train import RECIPES, SCRATCH_RECIPE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,7 +26,8 @@ README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 # Caps for a failing run, not expectations: an epoch at 64 px takes 10-50 s on two busy CPU cores.
 TRAIN_TIMEOUT = 300
 LR_TIMEOUT = 300
-TRAIN_EPOCHS = SCRATCH_RECIPE["epochs"]  # the full default run: this page is the README shot
+TRAIN_EPOCHS = SCRATCH_RECIPE["epochs"]  # the whole scratch recipe: this page is the README shot
+FIRST_MODEL_TIMEOUT = 300  # the quick recipe on the 900 built-in shapes: ~30 s on two quiet cores
 LR_STEPS = 20  # the slider's minimum
 
 
@@ -72,8 +74,22 @@ def set_slider(page, label: str, value: int) -> None:
     expect(page.get_by_label(f"range slider for {label}", exact=True)).to_have_value(str(value))
 
 
-def start_training(page, epochs: int) -> None:
+def choose_recipe(page, name: str) -> None:
+    """Click a recipe on the Train tab and wait until its settings have arrived (its learning rate is shown)."""
+    from playwright.sync_api import expect
+
+    page.locator("#train-recipe label").filter(has_text=f"{name}:").click()
+    expect(page.locator("#train-recipe input[type=radio]:checked")).to_have_value(name)
+    lr = RECIPES[name].get("lr")
+    expect(page.locator("#train-lr input")).to_have_value("" if lr is None else re.compile(rf"^{lr}$|^{lr:g}$"))
+    # the dropdown shows the catalog's label for the name: "name · size · where its weights are"
+    expect(page.locator("#train-model input")).to_have_value(re.compile("^" + re.escape(RECIPES[name]["model"])))
+
+
+def start_training(page, epochs: int, recipe: str = "scratch") -> None:
+    """On the Train tab, from `recipe` (scratch: seconds on the built-in shapes), for `epochs` epochs."""
     tab(page, "Train").click()
+    choose_recipe(page, recipe)
     set_slider(page, "Epochs", epochs)
     page.get_by_role("button", name="Start training", exact=True).click()
 
@@ -95,13 +111,19 @@ def test_full_flow_in_browser(app, page, tmp_path):
     expect(page).to_have_title("Snapfit")
     expect(page.get_by_role("heading", name="Snapfit: train an image classifier on your own pictures")).to_be_visible()
     expect(page.locator("#offline-notice")).to_contain_text("Offline")
+    expect(page.locator("#offline-notice")).to_contain_text("EfficientNet-Lite weights are built in")
     expect(tab(page, "Data")).to_have_attribute("aria-selected", "true")
     shot("1-data")
 
-    # 2. Train the default offline recipe (a small ResNet from scratch) briefly.
+    # 2. The Train tab starts on the quick recipe (ImageNet weights built in); train the scratch one (a small
+    # ResNet from random weights, seconds on the shapes).
+    tab(page, "Train").click()
+    expect(page.locator("#train-recipe input[type=radio]:checked")).to_have_value("quick")
+    expect(page.locator("#train-model input")).to_have_value(re.compile(r"^tf_efficientnet_lite0\.in1k · .* weights built in"))
+    expect(page.locator("#model-note")).to_be_hidden()
     start_training(page, epochs=TRAIN_EPOCHS)
     lr_value = page.get_by_label("Learning rate", exact=True).input_value()
-    assert float(lr_value) == SCRATCH_RECIPE["lr"]  # offline, the Train tab starts from the scratch recipe
+    assert float(lr_value) == SCRATCH_RECIPE["lr"]  # the scratch recipe's, set by choosing it
     status = wait_for_text(page, "#train-status", "Finished", timeout=TRAIN_TIMEOUT)
     assert "Best validation accuracy" in status
     expect(page.get_by_role("button", name="Start training", exact=True)).to_be_enabled()
@@ -182,7 +204,7 @@ def test_full_flow_in_browser(app, page, tmp_path):
     page.locator("#push-repo input, #push-repo textarea").first.fill("alice/shapes")
     page.locator("#push-token input").fill("hf_typed_in_the_browser")
     page.get_by_role("button", name="Push to the Hub", exact=True).click()
-    expect(page.get_by_text(re.compile("Offline: the Hugging Face Hub")).first).to_be_visible(timeout=30)
+    expect(page.locator(".toast-body").filter(has_text="Offline: the Hugging Face Hub")).to_be_visible()
     shot("7-export")
 
     # 6. The README screenshot: the Train tab after training, loss plot drawn. Only refreshed when asked
@@ -190,6 +212,50 @@ def test_full_flow_in_browser(app, page, tmp_path):
     if os.environ.get("SNAPFIT_UPDATE_SCREENSHOT") == "1" or not README_SCREENSHOT.exists():
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(readme_shot, README_SCREENSHOT)
+
+
+def test_first_model_from_the_data_tab(app, page, tmp_path):
+    """The built-in dataset, one click on the Data tab: a model in use on Classify, listed on Train, and the best
+    recipe one click away."""
+    from playwright.sync_api import expect
+
+    url, jobs = app
+    open_app(page, url)
+    page.get_by_role("button", name="Train a first model now (seconds)", exact=True).click()
+    status = wait_for_text(page, "#first-model-status", "First model ready", timeout=FIRST_MODEL_TIMEOUT)
+    assert "validation accuracy" in status and "Classify" in status and "best" in status, status
+    page.screenshot(path=str(tmp_path / "first-model.png"), full_page=True)
+    assert [j.kind for j in jobs.submitted] == ["train"]
+
+    tab(page, "Classify").click()
+    expect(page.locator("#classify-model")).to_contain_text("Model in use: tf_efficientnet_lite0.in1k")
+    expect(page.locator("#classify-model")).to_contain_text("quick (first model)")
+    page.locator("#classify-examples img").first.click()
+    wait_for_text(page, "#prediction-time", lambda text: "Predicted in" in text, timeout=60)
+
+    # the best recipe, one click away: the Train tab opens set up for it, with the first model listed
+    tab(page, "Data").click()
+    page.get_by_role("button", name="Fine-tune the whole network: open Train with the best recipe", exact=True).click()
+    expect(tab(page, "Train")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#train-recipe input[type=radio]:checked")).to_have_value("best")
+    expect(page.get_by_label("number input for Epochs", exact=True)).to_have_value(str(RECIPES["best"]["epochs"]))
+    expect(page.locator("#train-lr input")).to_have_value(re.compile(r"^(0\.0002|2e-4)$"))
+    page.get_by_text("Advanced", exact=True).click()
+    expect(page.get_by_label("number input for Frozen epochs", exact=True)).to_have_value(str(RECIPES["best"]["freeze_epochs"]))
+    runs = page.locator("#train-runs")
+    expect(runs).to_contain_text("quick (first model)")
+    expect(runs.locator("tr").filter(has_text="quick (first model)")).to_contain_text("in use")
+    page.screenshot(path=str(tmp_path / "best-recipe.png"), full_page=True)
+
+    # a model whose weights are not here: a note beside the list says so and what to pick, until scratch is chosen
+    model = page.locator("#train-model input")
+    model.fill("resnet18.a1_in1k")
+    model.press("Enter")
+    model.blur()
+    expect(page.locator("#model-note")).to_contain_text("has no pretrained weights here")
+    expect(page.locator("#model-note")).to_contain_text("tf_efficientnet_lite0.in1k")
+    page.get_by_label("scratch", exact=True).check()
+    expect(page.locator("#model-note")).to_be_hidden()
 
 
 def test_reload_during_training_reattaches(app, page, tmp_path):
