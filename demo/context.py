@@ -14,7 +14,7 @@ from demo.jobs import JobManager, failure_message
 from demo.space import Place
 from demo.workspace import Workspace, Workspaces
 from engine.errors import UserError
-from engine.train import DEFAULT_RECIPE, RECIPES
+from engine.train import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 
 @dataclass
@@ -37,7 +37,9 @@ class Context:
         if not isinstance(name, str) or name not in RECIPES:
             raise UserError(f"Unknown recipe {name!r}: choose one of {', '.join(RECIPES)}.")
         values, caps = dict(RECIPES[name]), self.place.limits
-        for field, cap in (("epochs", caps.max_epochs), ("img_size", caps.max_img_size), ("batch_size", caps.max_batch_size)):
+        strategy = TrainConfig(**values).resolved_strategy()
+        for field, cap in (("epochs", caps.epochs_cap(strategy)), ("freeze_epochs", caps.max_epochs),
+                           ("img_size", caps.max_img_size), ("batch_size", caps.max_batch_size)):
             if field in values:
                 values[field] = min(values[field], cap)
         return values
