@@ -75,9 +75,9 @@ def main() -> None:
         print(json.dumps(run_one(args.data, per, args.one)))
         return
     require_folder(args.data)
-    import engine  # noqa: F401
     import torch
 
+    import engine  # noqa: F401
     from engine.train import TrainConfig, use_bf16
 
     print(machine(use_bf16(TrainConfig(), torch.device("cpu"))))

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from engine import models  # noqa: E402
-from engine.train import autocast, use_bf16, TrainConfig  # noqa: E402
+from engine.train import TrainConfig, autocast, use_bf16  # noqa: E402
 
 MODEL = "tf_efficientnet_lite0"
 

@@ -90,7 +90,8 @@ class Place:
         caps = self.limits
         return (f"**Running on a Hugging Face Space ({self.space_id}).** Your model is saved in this Space's temporary "
                 "storage, which is wiped whenever the Space restarts or sleeps: download it as a .zip or push it to the "
-                f"Hub (Export tab) to keep it. To share the machine fairly, runs are capped at {caps.epochs_cap('full')} epochs through the whole network, "
+                "Hub (Export tab) to keep it. To share the machine fairly, runs are capped at "
+                f"{caps.epochs_cap('full')} epochs through the whole network, "
                 f"{caps.max_img_size} px and {caps.max_images} images.")
 
 
