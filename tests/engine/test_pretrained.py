@@ -326,7 +326,7 @@ def changed(before: dict, after: dict, keys) -> list[str]:
 
 
 def test_fine_tuning_keeps_every_batchnorm_statistic_while_the_weights_train(finetuned):
-    out, events = finetuned
+    out, _ = finetuned
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["hyperparameters"]["freeze_bn"] is True and metrics["hyperparameters"]["strategy"] == "finetune"
     before, after = pretrained_state(), load_file(out / "model.safetensors")
@@ -408,9 +408,9 @@ def test_grad_cam_and_tta_on_the_fine_tuned_model(finetuned, small_shapes):
     assert heat.std(axis=(0, 1)).max() > 5  # it varies over the image: the 2x2 feature map was not all alike
 
 
-def test_evaluate_the_fine_tuned_model_on_its_validation_images(finetuned, small_shapes, shapes64):
+def test_evaluate_the_fine_tuned_model_on_its_validation_images(finetuned, small_shapes):
     """engine.evaluate through the Predictor (float32) agrees with what training measured (bf16) on the same images."""
-    out, events = finetuned
+    out, _ = finetuned
     metrics = json.loads((out / "metrics.json").read_text())
     _, val_idx = data_lib.split_dataset(small_shapes, 0.2, 0)
     result = evaluate(Predictor.from_folder(out), [small_shapes.images[i] for i in val_idx],
@@ -499,8 +499,8 @@ def test_the_cli_with_no_options_fine_tunes_on_imagenet_weights(photo_folder, tm
 
 @pytest.mark.slow
 def test_torchrun_fine_tunes_the_embedded_weights(small_shapes, tmp_path, monkeypatch):
-    """Two gloo processes, each loading (and, with an empty cache, converting at the same moment) the embedded
-    weights: rank 0's are broadcast, both train the whole network under DistributedDataParallel (no head-only epochs,
+    """Two gloo processes, each loading the embedded weights (with an empty cache, each converting them, side by side,
+    into the one cache file): rank 0's are broadcast, both train the whole network under DistributedDataParallel (no head-only epochs,
     so whichever epoch is saved is fine-tuned), and the saved body is fine-tuned with its statistics kept."""
     monkeypatch.setenv("SNAPFIT_CACHE", str(tmp_path / "cache"))
     data = save_folder(tmp_path / "data", small_shapes.images[:60], small_shapes.labels[:60], small_shapes.class_names)
