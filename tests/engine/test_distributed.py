@@ -20,7 +20,7 @@ from engine import data as data_lib
 from engine import distributed, sample
 from engine.evaluate import confusion_matrix
 from engine.export import load_model_folder
-from engine.train import Session, TrainConfig, _epoch_batches, fit, prepare
+from engine.train import HEAD_LR, Session, TrainConfig, _epoch_batches, fit, prepare
 from tests.engine.test_cli import save_folder
 from tests.live_app import free_port
 
@@ -51,7 +51,7 @@ WATCH = textwrap.dedent("""
 def torchrun(*args, processes=2, extra_env=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1") | (extra_env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), "-m", "engine", "train", *args]
+           "--master-port", str(free_port()), "-m", "engine", "train", "--recipe", "scratch", *args]  # args may name another
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
 
 
@@ -126,7 +126,8 @@ def test_head_on_cached_features_matches_one_process_with_the_global_batch(run, 
     batch and averaged gradients it is the same computation as one process with twice the batch."""
     r, out, _ = run
     history = json.loads((out / "metrics.json").read_text())["history"]
-    cfg = TrainConfig(model="resnet10t", strategy="head", epochs=1, img_size=32, batch_size=16, bf16=False)
+    # finetune's head-only epochs train at the head LR (engine.train.HEAD_LR), so the one-process head run does too
+    cfg = TrainConfig(model="resnet10t", strategy="head", epochs=1, lr=HEAD_LR, img_size=32, batch_size=16, bf16=False)
     one = next(e for e in fit(data_lib.load(str(folder)), cfg, str(tmp_path / "one")) if e.kind == "epoch_end")
     assert history[0]["train_loss"] == pytest.approx(one.train_loss, abs=1e-5)
     assert history[0]["val_loss"] == pytest.approx(one.val_loss, abs=1e-5) and history[0]["val_acc"] == one.val_acc

@@ -174,7 +174,7 @@ def test_cli_trains_on_a_hub_id_with_its_own_split(cache, tmp_path):
 
     os.environ["HF_DATASETS_CACHE"] = str(cache)
     try:
-        r = cli("train", "--data", "someone/pets", "--model", "resnet10t", "--epochs", "1", "--img-size", "32",
+        r = cli("train", "--data", "someone/pets", "--recipe", "scratch", "--model", "resnet10t", "--epochs", "1", "--img-size", "32",
                 "--batch-size", "8", "--out", str(tmp_path / "m"))
     finally:
         del os.environ["HF_DATASETS_CACHE"]
