@@ -68,7 +68,7 @@ def snapfit_levers(model_name: str) -> dict:
     cfg = TrainConfig(model=model_name, weights="pretrained")
     model, _ = models.create(model_name, 10)
     bf16 = use_bf16(cfg, torch.device("cpu"))
-    return dict(bf16=bf16, channels_last=bf16 or models.has_depthwise(model), freeze_bn=cfg.resolved_freeze_bn())
+    return dict(bf16=bf16, channels_last=models.prefers_channels_last(model, bf16), freeze_bn=cfg.resolved_freeze_bn())
 
 
 def embed_speeds(size: int, batch: int, steps: int) -> dict:

@@ -383,6 +383,11 @@ def train_mode(model: torch.nn.Module, freeze_bn: bool = False) -> None:
             module.eval()
 
 
+def prefers_channels_last(model: torch.nn.Module, bf16: bool) -> bool:
+    """The memory format the engine trains in when not told: channels_last with bf16, or for depthwise nets."""
+    return bf16 or has_depthwise(model)
+
+
 def has_depthwise(model: torch.nn.Module) -> bool:
     """Does the model use depthwise convolutions (EfficientNet, MobileNet, ConvNeXt)? channels_last makes those
     1.7-2.3x faster to train on a CPU even in fp32 (benchmarks/pretrained_speed.py), where it slows a ResNet."""

@@ -239,7 +239,7 @@ class Session:
         for size in {prepared.img_size, _epoch_size(cfg, prepared.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
             models.check_input_size(self.model, cfg.model, size)
         self.bf16 = use_bf16(cfg, self.device)
-        self.channels_last = (self.bf16 or models.has_depthwise(self.model)) if cfg.channels_last is None else cfg.channels_last
+        self.channels_last = models.prefers_channels_last(self.model, self.bf16) if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cpu":
