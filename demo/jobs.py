@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from engine.errors import UserError
-from engine.events import StopToken
+from engine.stopping import StopToken
 
 log = logging.getLogger("snapfit.jobs")
 

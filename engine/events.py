@@ -5,22 +5,7 @@ tests assert on them. Each is a plain dataclass so it can be logged as JSON (`da
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-
-
-class StopToken:
-    """Passed into a generator; `stop()` asks it to end after the current step and save what it has."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def stop(self) -> None:
-        self._event.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
-from engine.events import Log, LRFinished, LRStep, StopToken
+from engine.events import Log, LRFinished, LRStep
+from engine.stopping import StopToken
 from engine.train import Session, TrainConfig, ensure_prepared, plan, preflight
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."

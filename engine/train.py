@@ -35,8 +35,9 @@ from engine import data as data_lib
 from engine import distributed, models, small_conv
 from engine.errors import UserError
 from engine.evaluate import confusion_matrix, per_class_accuracy
-from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped, StopToken
+from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped
 from engine.export import save_model_folder
+from engine.stopping import StopToken
 
 STRATEGIES = ("head", "finetune", "full", "progressive")
 log = logging.getLogger("snapfit.train")

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from engine.events import StopToken
+from engine.stopping import StopToken
 from engine.train import TrainConfig, fit, prepare
 
 CFG = TrainConfig(model="resnet10t", weights="scratch", epochs=3, batch_size=32, img_size=32, lr=3e-3, bf16=False)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from engine.errors import UserError
-from engine.events import StopToken
 from engine.lr_finder import VIT_NOTE, find, smooth, suggest
+from engine.stopping import StopToken
 from engine.train import Session, TrainConfig, prepare
 
 

@@ -27,10 +27,10 @@ from engine import data as data_lib
 from engine import embedded, models
 from engine.errors import UserError
 from engine.evaluate import evaluate
-from engine.events import StopToken
 from engine.export import to_onnx
 from engine.lr_finder import find
 from engine.predict import Predictor
+from engine.stopping import StopToken
 from engine.train import RECIPES, Session, TrainConfig, fit, preflight, prepare
 from tests.engine.test_cli import cli, save_folder
 from tests.engine.test_distributed import torchrun

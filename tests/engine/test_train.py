@@ -6,9 +6,9 @@ import torch
 
 from engine import models, train
 from engine.errors import UserError
-from engine.events import StopToken
 from engine.export import load_model_folder
 from engine.predict import Predictor
+from engine.stopping import StopToken
 from engine.train import SCRATCH_RECIPE, TrainConfig, fit, prepare
 from tests.faults import Fault, injected
 
