@@ -1,7 +1,8 @@
 """What the Data tab says about a loaded dataset: a summary with the split sizes, and a list of warnings.
 
 The engine's own warnings (unreadable files, tiny classes, validation images identical to training images,
-found while decoding) come first; this adds the skipped files it did not name, and a stricter imbalance warning.
+found while decoding) come first; this adds the skipped files they did not name, and a stricter imbalance warning.
+Warnings are engine.labelled.DataWarning: this reads their kind and the files they name, not their words.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 from pathlib import Path
 
 from engine import data as data_lib
+from engine.labelled import IMBALANCED, LIST_LIMIT, SKIPPED, DataWarning
 from engine.train import Prepared
 
 IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accuracy alone then flatters a model)
@@ -37,20 +39,30 @@ def split_sizes(dataset: data_lib.LabelledImages, prepared: Prepared | None = No
 
 
 def warnings(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> list[str]:
-    out = list(dataset.warnings) + [w for w in (prepared.warnings if prepared else []) if w not in dataset.warnings]
-    root = str(Path(dataset.source)) + os.sep
-    out = [w.replace(root, "") for w in out]  # files by their place in the dataset, not on the server's disk
-    unnamed = [s for s in dataset.skipped if not any(s in w for w in out)]
+    """The warnings to show, as sentences: the engine's (read by kind, never by their words), then this tab's."""
+    found = list(dataset.warnings) + [w for w in (prepared.warnings if prepared else []) if w not in dataset.warnings]
+    named = {file for w in found for file in w.files}
+    unnamed = [s for s in dataset.skipped if s not in named]
     if unnamed:
-        out.append(f"Skipped files: {data_lib.listed([f'`{s}`' for s in unnamed])}.")
-    if not any(w.startswith("Imbalanced") for w in out):  # the engine warns from a larger ratio; say it earlier
-        counts = {name: n for name, n in dataset.counts().items() if n > 0}
-        big, small = max(counts, key=counts.get, default=None), min(counts, key=counts.get, default=None)
-        if counts and counts[big] >= IMBALANCE_RATIO * counts[small]:
-            out.append(f"Imbalanced classes: {big} has {counts[big]} images, {small} only {counts[small]} "
-                       f"({counts[big] / counts[small]:.1f}x). Add images to the small classes, or expect the "
-                       "model to favour the big ones.")
-    return out
+        found.append(DataWarning(SKIPPED, f"Skipped files: {data_lib.listed([f'`{s}`' for s in unnamed])}.",
+                                 dict(files=len(unnamed)), unnamed[:LIST_LIMIT]))
+    if not any(w.kind == IMBALANCED for w in found):  # the engine warns from a larger ratio; say it earlier
+        found += imbalance(dataset)
+    root = str(Path(dataset.source)) + os.sep
+    return [w.message.replace(root, "") for w in found]  # files by their place in the dataset, not on the server's disk
+
+
+def imbalance(dataset: data_lib.LabelledImages) -> list[DataWarning]:
+    """A warning when the largest class has IMBALANCE_RATIO times the images of the smallest (or more)."""
+    counts = {name: n for name, n in dataset.counts().items() if n > 0}
+    if not counts:
+        return []
+    big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+    if counts[big] < IMBALANCE_RATIO * counts[small]:
+        return []
+    return [DataWarning(IMBALANCED, f"Imbalanced classes: {big} has {counts[big]} images, {small} only {counts[small]} "
+                                    f"({counts[big] / counts[small]:.1f}x). Add images to the small classes, or expect "
+                                    "the model to favour the big ones.", dict(largest=counts[big], smallest=counts[small]))]
 
 
 def warnings_markdown(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:

@@ -28,7 +28,7 @@ from engine.errors import UserError
 from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
 from engine.hub_data import is_hub_id, is_repo_folder, load_hub
 from engine.images import DECODE_ERRORS, IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_rgb, to_square  # noqa: F401 (API)
-from engine.labelled import LabelledImages, first_per_class, listed, split_dataset, split_description, validate  # noqa: F401 (API)
+from engine.labelled import DataWarning, LabelledImages, first_per_class, listed, split_dataset, split_description, validate  # noqa: F401 (API)
 
 split = labelled.split  # the stratified split (load() has a `split` argument: the name of a source's split)
 BUILTIN = "builtin:shapes"
@@ -205,18 +205,21 @@ def decode_split(data: LabelledImages, train_idx, val_idx, size: int, progress=N
     val, bad_v = decode(data, val_idx, size, lazy=lazy)
     bad, warnings = bad_t + bad_v, []
     if lazy:
-        warnings.append(f"{len(train) + len(val)} images at {size} px exceed the memory budget of "
-                        f"{memory_budget_mb(memory_budget)} MB: they are decoded again for every batch (slower).")
+        warnings.append(DataWarning(labelled.OVER_MEMORY_BUDGET, f"{len(train) + len(val)} images at {size} px exceed "
+                                    f"the memory budget of {memory_budget_mb(memory_budget)} MB: they are decoded again "
+                                    "for every batch (slower).", dict(images=len(train) + len(val), size=size)))
     if bad:
-        warnings.append(f"Skipped {len(bad)} unreadable images: {listed(bad)}.")
+        warnings.append(DataWarning(labelled.SKIPPED, f"Skipped {len(bad)} unreadable images: {listed(bad)}.",
+                                    dict(files=len(bad)), files=bad[:labelled.LIST_LIMIT]))
         data.skipped += [b for b in bad if b not in data.skipped]
         if warnings[-1] not in data.warnings:
             data.warnings.append(warnings[-1])
     same = identical(train, val)
     if same:
         pairs = [f"{data.name(v)} = {data.name(t)}" for v, t in same]
-        warnings.append(f"{len(same)} validation images are identical to training images (validation accuracy will "
-                        f"look better than it is): {listed(pairs, 5)}.")
+        warnings.append(DataWarning(labelled.DUPLICATES, f"{len(same)} validation images are identical to training "
+                                    f"images (validation accuracy will look better than it is): {listed(pairs, 5)}.",
+                                    dict(images=len(same))))
     return train, val, bad, warnings
 
 

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from engine.errors import UserError
 from engine.images import IMAGE_SUFFIXES, problem
-from engine.labelled import SPLIT_NAMES, LabelledImages, listed, own_splits, validate
+from engine.labelled import LIST_LIMIT, SKIPPED, SPLIT_NAMES, DataWarning, LabelledImages, listed, own_splits, validate
 
 MAX_ZIP_FILES = 100_000
 MAX_ZIP_BYTES = 8 * 1024**3  # uncompressed total; zipfile never writes more than the sizes declared in the zip
@@ -117,16 +117,19 @@ def _one_split(layout: dict, split: str, root: Path) -> dict:
 
 
 def _warn_skipped(data: LabelledImages, skipped: dict[str, list[str]]) -> None:
+    def warn(files: list[str], message: str, named: bool = True) -> None:
+        data.warnings.append(DataWarning(SKIPPED, message, dict(files=len(files)), files[:LIST_LIMIT] if named else ()))
+
     if skipped["not images"]:
-        data.warnings.append(f"Skipped {len(skipped['not images'])} files that are not images.")
+        warn(skipped["not images"], f"Skipped {len(skipped['not images'])} files that are not images.", named=False)
     if skipped["outside class folders"]:
-        data.warnings.append(f"Skipped {len(skipped['outside class folders'])} files that are not in a class folder: "
-                             f"{listed(skipped['outside class folders'])}.")
+        warn(skipped["outside class folders"], f"Skipped {len(skipped['outside class folders'])} files that are not in a "
+             f"class folder: {listed(skipped['outside class folders'])}.")
     if skipped["unreadable"]:
-        data.warnings.append(f"Skipped {len(skipped['unreadable'])} unreadable images: {listed(skipped['unreadable'])}.")
+        warn(skipped["unreadable"], f"Skipped {len(skipped['unreadable'])} unreadable images: {listed(skipped['unreadable'])}.")
     if skipped["too large"]:
-        data.warnings.append(f"Refused {len(skipped['too large'])} images too large to decode safely (possible "
-                             f"decompression bombs): {listed(skipped['too large'])}.")
+        warn(skipped["too large"], f"Refused {len(skipped['too large'])} images too large to decode safely (possible "
+             f"decompression bombs): {listed(skipped['too large'])}.")
 
 
 # ---------------------------------------------------------------------------------------------- zips

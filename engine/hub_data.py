@@ -23,7 +23,7 @@ from pathlib import Path
 
 from engine import hub
 from engine.errors import UserError
-from engine.labelled import SPLIT_NAMES, LabelledImages, first_per_class, own_splits, validate
+from engine.labelled import SKIPPED, SPLIT_NAMES, SPLITS, DataWarning, LabelledImages, first_per_class, own_splits, validate
 
 MAX_DOWNLOAD_MB = int(os.environ.get("SNAPFIT_MAX_HUB_DOWNLOAD_MB", "2048"))
 # A streamed read that fails is retried by huggingface_hub (5 times, 23 s in all), and datasets retries that whole
@@ -374,14 +374,15 @@ def _assemble(repo: str, rows: dict, feature) -> LabelledImages:
     labels, images, item_names, parts, warnings = [], [], [], {}, []
     for name, (keys, imgs, row_names, unlabelled) in rows.items():
         if not keys:
-            warnings.append(f"The {name} split has no labelled images; it is not used.")
+            warnings.append(DataWarning(SPLITS, f"The {name} split has no labelled images; it is not used."))
             continue
         parts[name] = list(range(len(labels), len(labels) + len(keys)))
         labels += [index[k] for k in keys]
         images.append(imgs)
         item_names += row_names
         if unlabelled:
-            warnings.append(f"Skipped {unlabelled} rows of the {name} split without a label or an image.")
+            warnings.append(DataWarning(SKIPPED, f"Skipped {unlabelled} rows of the {name} split without a label or an "
+                                        "image.", dict(rows=unlabelled)))
     data = LabelledImages([str(n) for n in names], Concat(images), labels, source=f"hub:{repo}", item_names=item_names)
     data.splits, notes = own_splits(parts)
     data.warnings += warnings + notes

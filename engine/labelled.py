@@ -15,6 +15,43 @@ from engine.errors import UserError
 
 LIST_LIMIT = 10  # names listed in one warning line; the full list is in `skipped`
 
+# What a DataWarning is about (its `kind`)
+SKIPPED = "skipped"  # files or rows left out (not images, unreadable, too large, unlabelled); `files`: those it names
+TINY_CLASSES = "tiny_classes"  # classes with fewer than 2 images, kept out of validation
+NO_TRAINING_IMAGES = "no_training_images"  # classes only in the source's validation or test split
+IMBALANCED = "imbalanced"  # numbers: largest, smallest (images in the biggest and the smallest class)
+SPLITS = "splits"  # how the source's own splits are used (the test split validates, a split is left out)
+OVER_MEMORY_BUDGET = "over_memory_budget"  # decoded images would not fit in memory: decoded per batch instead
+DUPLICATES = "duplicates"  # validation images identical to training images
+
+
+class DataWarning(str):
+    """A warning about a dataset: the sentence shown to people, plus what it is about for code that acts on it.
+
+    It *is* that sentence (a str), so it prints, logs, joins and compares as a plain message always did; code
+    that needs to know what a warning says reads `kind` (one of the constants above) and `numbers` or `files`,
+    never the words.
+    """
+
+    kind: str
+    numbers: dict[str, int]
+    files: tuple[str, ...]
+
+    def __new__(cls, kind: str, message: str, numbers: dict[str, int] | None = None, files=()) -> DataWarning:
+        warning = super().__new__(cls, message)
+        warning.kind, warning.numbers, warning.files = kind, dict(numbers or {}), tuple(files)
+        return warning
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def __reduce__(self):  # pickling and copying go through __new__ (str's own way would drop kind and numbers)
+        return DataWarning, (self.kind, str(self), self.numbers, self.files)
+
+    def __repr__(self) -> str:
+        return f"DataWarning({self.kind!r}, {str(self)!r})"
+
 
 @dataclass
 class LabelledImages:
@@ -25,7 +62,7 @@ class LabelledImages:
     labels: list[int]
     source: str
     skipped: list[str] = field(default_factory=list)  # names of files that are not images or could not be read
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[DataWarning] = field(default_factory=list)
     splits: dict[str, list[int]] = field(default_factory=dict)  # the source's own "train"/"validation"/"test" items
     origin: dict = field(default_factory=dict)  # the load() arguments that give this dataset again
     item_names: list[str] | None = None  # how to name an item in messages when it has no path
@@ -87,15 +124,18 @@ def validate(data: LabelledImages) -> LabelledImages:
         raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 classes.{skipped}")
     small = [name for name, n in data.counts().items() if n < 2]
     if small:
-        data.warnings.append(f"Classes with fewer than 2 images are kept out of validation: {listed(small)}.")
+        data.warnings.append(DataWarning(TINY_CLASSES, f"Classes with fewer than 2 images are kept out of validation: "
+                                         f"{listed(small)}.", dict(classes=len(small))))
     if data.has_own_split():
         in_train = set(np.asarray(data.labels)[data.splits["train"]].tolist())
         missing = [name for c, name in enumerate(data.class_names) if c not in in_train]
         if missing:
-            data.warnings.append(f"Classes with no training images (only validation or test): {listed(missing)}.")
+            data.warnings.append(DataWarning(NO_TRAINING_IMAGES, "Classes with no training images (only validation "
+                                             f"or test): {listed(missing)}.", dict(classes=len(missing))))
     counts = [n for n in data.counts().values() if n]
     if counts and max(counts) >= 10 * min(counts):
-        data.warnings.append(f"Imbalanced classes: the largest has {max(counts)} images, the smallest {min(counts)}.")
+        data.warnings.append(DataWarning(IMBALANCED, f"Imbalanced classes: the largest has {max(counts)} images, the "
+                                         f"smallest {min(counts)}.", dict(largest=max(counts), smallest=min(counts))))
     return data
 
 
@@ -132,7 +172,7 @@ def split_description(data: LabelledImages, val_fraction: float = 0.2, seed: int
     return dict(kind="stratified", val_fraction=val_fraction, seed=seed)
 
 
-def own_splits(parts: dict[str, list[int]]) -> tuple[dict[str, list[int]], list[str]]:
+def own_splits(parts: dict[str, list[int]]) -> tuple[dict[str, list[int]], list[DataWarning]]:
     """Map a source's split names (train/val/valid/dev/test/...) to train/validation/test item lists.
 
     With no validation split, the test split validates (common public layouts ship train + test only).
@@ -149,10 +189,10 @@ def own_splits(parts: dict[str, list[int]]) -> tuple[dict[str, list[int]], list[
             out["test"] = canon["test"]
     elif "test" in canon:
         out["validation"] = canon["test"]
-        notes.append("No validation split: the test split is used for validation.")
+        notes.append(DataWarning(SPLITS, "No validation split: the test split is used for validation."))
     unused = sorted(set(canon) - {"train", "validation", "test"})
     if unused:
-        notes.append(f"Splits not used: {', '.join(unused)}.")
+        notes.append(DataWarning(SPLITS, f"Splits not used: {', '.join(unused)}."))
     return (out if "validation" in out else {}), notes
 
 
