@@ -201,26 +201,21 @@ def _recipe_text(recipe: dict) -> str:
 
 
 class _Progress:
-    """A one-line bar on a terminal; plain lines (one per epoch) when stderr is a file or a pipe."""
+    """A one-line bar on a terminal; plain lines (one per epoch) when stderr is a file or a pipe. The words are
+    engine.events.describe's, the same as the app's training log."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, event) -> None:
-        kind = event.kind
-        if kind == "step" and self.tty:
-            print(f"\r  step {event.step}  loss {event.loss:.4f}  lr {event.lr:.2e}  {event.images_per_s:.0f} img/s", end="", file=sys.stderr)
-        elif kind == "lr_step" and self.tty:
-            print(f"\r  lr {event.lr:.2e}  loss {event.loss:.4f}  ({event.step}/{event.total})", end="", file=sys.stderr)
-        elif kind == "epoch_end":
-            print(("\r" if self.tty else "") + f"epoch {event.epoch}: train_loss={event.train_loss:.4f} val_loss={event.val_loss:.4f} "
-                  f"val_acc={event.val_acc:.4f} ({event.seconds:.1f}s)", file=sys.stderr)
-        elif kind == "saved_before_failure":
-            print(f"the run failed after epoch {event.best_epoch}; that epoch ({event.best_val_acc:.1%} validation "
-                  f"accuracy) is saved in {event.model_dir}", file=sys.stderr)
-        elif kind in ("log", "started"):
-            print(event.message if kind == "log" else f"training {event.model} ({event.strategy}) on {event.device}: "
-                  f"{event.num_train} train / {event.num_val} val images", file=sys.stderr)
+        from engine.events import EpochEnd, Log, LRStep, SavedBeforeFailure, Started, Step, describe
+
+        if isinstance(event, (Step, LRStep)):
+            if self.tty:
+                print(f"\r  {describe(event)}", end="", file=sys.stderr)
+        elif isinstance(event, (EpochEnd, SavedBeforeFailure, Log, Started)):
+            end_bar = "\r" if self.tty and isinstance(event, EpochEnd) else ""  # the epoch's line replaces its bar
+            print(end_bar + describe(event), file=sys.stderr)
 
 
 def cmd_train(args) -> int:

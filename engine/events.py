@@ -1,7 +1,9 @@
 """The small records that long-running engine work yields.
 
 `train.fit()` and `lr_finder.find()` are generators of these. The CLI prints them, the demo draws them,
-tests assert on them. Each is a plain dataclass so it can be logged as JSON (`dataclasses.asdict`).
+tests assert on them. Each is a plain dataclass so it can be logged as JSON (`dataclasses.asdict`). Readers tell
+them apart by type (`isinstance(event, EpochEnd)`); `describe(event)` is their one line of text, the same on the
+command line and in the app's training log.
 """
 from __future__ import annotations
 
@@ -111,3 +113,38 @@ class LRFinished:
     stopped: bool = False
     seconds: float = 0.0
     kind: str = "lr_finished"
+
+
+def describe(event) -> str:
+    """One line of plain text for an event: what the CLI prints and what the app's training log shows.
+
+    Matched by type, so a new event class is a new branch here (anything unknown falls back to its repr).
+    """
+    if isinstance(event, Log):
+        return event.message
+    if isinstance(event, Started):
+        return (f"training {event.model} ({event.strategy}) on {event.device}: {event.num_train} training / "
+                f"{event.num_val} validation images")
+    if isinstance(event, Step):
+        return (f"step {event.step} (epoch {event.epoch}): loss {event.loss:.4f}, lr {event.lr:.2e}, "
+                f"{event.images_per_s:.0f} images/s")
+    if isinstance(event, EpochEnd):
+        return (f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
+                f"val accuracy {event.val_acc:.1%} ({event.seconds:.1f} s)")
+    if isinstance(event, Finished):
+        return (f"finished in {event.seconds:.0f} s: epoch {event.best_epoch} ({event.best_val_acc:.1%} validation "
+                f"accuracy) is saved in {event.model_dir}")
+    if isinstance(event, Stopped):
+        saved = f"the best epoch so far is saved in {event.model_dir}" if event.model_dir else "no epoch ended, nothing saved"
+        return f"stopped after {event.epochs_done} epochs ({event.seconds:.0f} s): {saved}"
+    if isinstance(event, SavedBeforeFailure):
+        return (f"the run failed after epoch {event.best_epoch}; that epoch ({event.best_val_acc:.1%} validation "
+                f"accuracy) is saved in {event.model_dir}")
+    if isinstance(event, Paused):
+        return f"checkpoint after epoch {event.epochs_done}; going on in the next GPU call"
+    if isinstance(event, LRStep):
+        return f"LR finder step {event.step}/{event.total}: lr {event.lr:.2e}, loss {event.loss:.4f}"
+    if isinstance(event, LRFinished):
+        found = ", ".join(f"{name} {lr:.2e}" for name, lr in event.suggestions.items()) or event.message or "none"
+        return f"LR finder {'stopped' if event.stopped else 'done'} after {len(event.lrs)} steps ({event.seconds:.1f} s): {found}"
+    return repr(event)
