@@ -2,6 +2,11 @@
 
 `build_demo()` assembles six tabs (Data, Train, LR finder, Evaluate, Classify, Export) around one per-session key and one
 server-wide job manager. See demo/workspace.py for why the key lives both in gr.State and gr.BrowserState.
+
+Three layers: demo/tabs/ lay out each tab and wire its events; demo/handlers/ hold what each event returns (module-level
+functions of the Context, a tab's components and the inputs, returning {component: value}); demo/actions.py holds the
+work itself (job bodies, evaluating, classifying), without Gradio. Tabs never import each other: each `build` returns
+its components, and `wire_page` here joins them (a `Page`) for the events between tabs and the page load.
 """
 from __future__ import annotations
 
@@ -12,9 +17,15 @@ from gradio.utils import get_upload_folder
 
 from demo import space
 from demo.context import Context
+from demo.handlers import data as data_handlers
+from demo.handlers import lr_finder as finder_handlers
+from demo.handlers import page as page_handlers
+from demo.handlers import train as train_handlers
+from demo.handlers.page import Page
 from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager
 from demo.tabs import classify, data, evaluate, export, lr_finder, train
+from demo.wiring import bind
 from demo.workspace import Workspaces
 from engine import hub
 
@@ -37,56 +48,56 @@ def build_demo(offline: bool | None = None, workspaces: Workspaces | None = None
     ttl = max(1, int(ctx.workspaces.ttl))
     # Gradio ages out what it cached (uploads, images and files sent to pages) on the sessions' time-to-live.
     with gr.Blocks(title="Snapfit", delete_cache=(max(1, ttl // 4), ttl)) as demo:
-        gr.Markdown(f"# {TITLE}")
-        if ctx.offline:
-            gr.Markdown(f"> **{hub.OFFLINE_MESSAGE}**", elem_id="offline-notice")
-        key = gr.State(None)
-        browser_key = gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_SECRET)
-        with gr.Tabs(selected="data") as tabs:
-            with gr.Tab("Data", id="data"):
-                data_tab = data.build(ctx, key)
-            with gr.Tab("Train", id="train") as train_tab_item:
-                train_tab = train.build(ctx, key, train_tab_item)
-            with gr.Tab("LR finder", id="lr_finder"):
-                lr_tab = lr_finder.build(ctx, key, train_tab["settings"])
-            with gr.Tab("Evaluate", id="evaluate"):
-                evaluate.build(ctx, key)
-            with gr.Tab("Classify", id="classify") as classify_tab:
-                classify.build(ctx, key, classify_tab)
-            with gr.Tab("Export", id="export") as export_tab:
-                export.build(ctx, key, export_tab)
-
-        def use_lr(choice):
-            if not choice:
-                return gr.Number(), gr.Tabs()
-            return gr.Number(value=float(choice)), gr.Tabs(selected="train")
-
-        lr_tab["use"].click(use_lr, [lr_tab["choice"]], [train_tab["lr"], tabs], api_name="use_lr")
-
-        def open_best_recipe():
-            """The Data tab's way on from a first model: the Train tab, set to fine-tune the whole network."""
-            return [*train_tab["choose_recipe"]("best"), gr.Tabs(selected="train")]
-
-        settings = list(train_tab["settings"].values())
-        data_tab["best"].click(open_best_recipe, None, [train_tab["recipe"], *settings, tabs], api_visibility="private").then(
-            train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
-
-        def restore(stored):
-            """On page load: find this browser's workspace again (or start one) and show its dataset."""
-            ws = ctx.workspace(stored if ctx.workspaces.known(stored) else None)
-            return ws.key, ws.key, *data.render_workspace(ctx, ws)
-
-        loaded = demo.load(restore, [browser_key], [key, browser_key, *data_tab["outputs"][1:]], api_visibility="private")
-        # The re-attaching streams only wait on a job: no slot limit, or one reloaded page's stream would hold
-        # every other page's re-attach until its training ended.
-        loaded.then(train_tab["restore_settings"], [key], [train_tab["recipe"], *settings], api_visibility="private").then(
-            train_tab["reattach"], [key], train_tab["outputs"], api_visibility="private", concurrency_limit=None
-        ).then(train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
-        loaded.then(train_tab["show_runs"], [key], [train_tab["runs"]], api_visibility="private")
-        loaded.then(data_tab["reattach_first"], [key], data_tab["first_outputs"], api_visibility="private",
-                    concurrency_limit=None)
-        loaded.then(lr_tab["reattach"], [key], lr_tab["outputs"], api_visibility="private", concurrency_limit=None)
+        wire_page(ctx, build_page(ctx), demo)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+
+
+def build_page(ctx: Context) -> Page:
+    """The page's layout (title, offline notice, the six tabs, each wiring its own events), inside a gr.Blocks;
+    returns what the tabs share, for `wire_page`."""
+    gr.Markdown(f"# {TITLE}")
+    if ctx.offline:
+        gr.Markdown(f"> **{hub.OFFLINE_MESSAGE}**", elem_id="offline-notice")
+    key = gr.State(None)
+    browser_key = gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_SECRET)
+    with gr.Tabs(selected="data") as tabs:
+        with gr.Tab("Data", id="data"):
+            data_ui = data.build(ctx, key)
+        with gr.Tab("Train", id="train") as train_tab:
+            train_ui = train.build(ctx, key, train_tab)
+        with gr.Tab("LR finder", id="lr_finder"):
+            finder_ui = lr_finder.build(ctx, key, train_ui.settings)
+        with gr.Tab("Evaluate", id="evaluate"):
+            evaluate.build(ctx, key)
+        with gr.Tab("Classify", id="classify") as classify_tab:
+            classify.build(ctx, key, classify_tab)
+        with gr.Tab("Export", id="export") as export_tab:
+            export.build(ctx, key, export_tab)
+    return Page(key, browser_key, tabs, data_ui, train_ui, finder_ui)
+
+
+def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
+    """The events between tabs, and the page load: it restores the session and re-attaches to its running jobs."""
+    settings = list(page.train.settings.values())
+    show_runs = bind(train_handlers.show_runs, ctx, page.train)
+    page.finder.use.click(bind(page_handlers.use_lr, page), [page.finder.choice], [page.train.settings["lr"], page.tabs],
+                          api_name="use_lr")
+    page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), None, [page.train.recipe, *settings, page.tabs],
+                         api_visibility="private").then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+
+    loaded = blocks.load(bind(page_handlers.restore, ctx, page), [page.browser_key],
+                         [page.key, page.browser_key, *page.data.dataset_outputs[1:]], api_visibility="private")
+    # The re-attaching streams only wait on a job: no slot limit, or one reloaded page's stream would hold
+    # every other page's re-attach until its training ended.
+    loaded.then(bind(train_handlers.restore_settings, ctx, page.train), [page.key], [page.train.recipe, *settings],
+                api_visibility="private").then(
+        bind(train_handlers.reattach, ctx, page.train), [page.key], page.train.progress_outputs, api_visibility="private",
+        concurrency_limit=None).then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+    loaded.then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+    loaded.then(bind(data_handlers.reattach_first, ctx, page.data), [page.key], page.data.first_outputs,
+                api_visibility="private", concurrency_limit=None)
+    loaded.then(bind(finder_handlers.reattach, ctx, page.finder), [page.key], page.finder.outputs, api_visibility="private",
+                concurrency_limit=None)
 
 
 def launch_kwargs() -> dict:

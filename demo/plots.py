@@ -27,3 +27,10 @@ def accuracy_frame(history: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "val accuracy %"]) if rows else pd.DataFrame(
         {"epoch": pd.Series(dtype=int), "val accuracy %": pd.Series(dtype=float)}
     )
+
+
+def lr_frame(points: list[tuple[int, float]]) -> pd.DataFrame:
+    """The learning-rate plot's data: (step, learning rate) of every training step so far."""
+    return pd.DataFrame(points, columns=["step", "learning rate"]) if points else pd.DataFrame(
+        {"step": pd.Series(dtype=int), "learning rate": pd.Series(dtype=float)}
+    )

@@ -56,7 +56,7 @@ class Workspace:
     predictor: Predictor | None = None
     train_settings: dict | None = None  # the Train tab's values of the latest run, restored after a reload
     model_split: tuple[float, int] = (0.2, 0)  # (val_fraction, seed) the model was trained with: its validation images
-    evaluation: dict | None = None  # the latest evaluation, with its images (see demo/tabs/evaluate.py)
+    evaluation: dict | None = None  # the latest evaluation, with its images (see demo/actions.py)
     lr_result: tuple | None = None  # (model, strategy, LRFinished) of the latest complete LR finder run
     runs: list = field(default_factory=list)  # this session's trainings that saved a model: see add_run()
     first_model_job: str | None = None  # the job id of the Data tab's "first model" run, re-attached after a reload

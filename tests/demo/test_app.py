@@ -46,9 +46,11 @@ def trained(app_url):
 
 
 def test_load_train_predict(trained, shape_png):
-    c, (status, loss, acc, log, results, download) = trained
+    c, (status, loss, acc, lr, log, results, download) = trained
     assert "Finished" in status, status
-    assert "Epoch 1:" in log
+    assert "epoch 1: train loss" in log
+    lrs = [row[lr["columns"].index("learning rate")] for row in lr["data"]]  # one per step, as the schedule moves it
+    assert len(lrs) == 12 and len(set(lrs)) > 1 and all(0 < v <= TRAIN_ARGS["lr"] * (1 + 1e-6) for v in lrs), lrs
     columns = loss["columns"]
     real = [r for r in loss["data"] if isinstance(r[columns.index("loss")], float) and r[columns.index("loss")] == r[columns.index("loss")]]
     assert sum(r[columns.index("series")] == "train (per step)" for r in real) == 12  # 720 images / batch 64, per step

@@ -12,7 +12,7 @@ from gradio_client.utils import Status
 from PIL import Image
 
 from demo import data_report
-from demo.tabs import data as data_tab
+from demo.handlers import data as data_handlers
 from engine import data as data_lib
 from engine import sample
 from tests.live_app import client, live_app
@@ -208,9 +208,9 @@ def test_report_warns_about_imbalance_only_from_three_times():
 
 
 def test_resolve_accepts_hub_ids_and_builtin():
-    assert data_tab.resolve(" builtin:shapes ") == data_lib.BUILTIN
-    assert data_tab.resolve("AI-Lab-Makerere/beans") == "hub:AI-Lab-Makerere/beans"
-    assert data_tab.resolve("hub:uoft-cs/cifar10") == "hub:uoft-cs/cifar10"
+    assert data_handlers.resolve(" builtin:shapes ") == data_lib.BUILTIN
+    assert data_handlers.resolve("AI-Lab-Makerere/beans") == "hub:AI-Lab-Makerere/beans"
+    assert data_handlers.resolve("hub:uoft-cs/cifar10") == "hub:uoft-cs/cifar10"
 
 
 @pytest.fixture(scope="module")

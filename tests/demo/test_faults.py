@@ -178,7 +178,7 @@ def test_unreadable_images_are_skipped_with_a_count(app, tmp_path):
         z.writestr("green/not-an-image.png", b"this is text, not a picture")
     c = client(app[0])
     summary = c.predict(handle_file(archive), api_name="/load_zip")[0]
-    status, _, _, log, *_ = c.submit(**TINY_TRAIN, api_name="/train").result(timeout=300)
+    status, _, _, _, log, *_ = c.submit(**TINY_TRAIN, api_name="/train").result(timeout=300)
     assert status.startswith("Finished"), status
     assert "unreadable" in (summary + log).lower(), (summary, log)
 

@@ -8,9 +8,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demo.context import Context
+from demo.handlers.train import model_note
 from demo.jobs import JobManager
 from demo.space import Place
-from demo.tabs.train import config_from, form_values, model_note, recipe_of
+from demo.train_form import config_from, form_values, recipe_of
 from demo.workspace import Workspaces
 from engine import hub
 from engine.errors import UserError

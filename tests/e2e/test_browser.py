@@ -129,13 +129,14 @@ def test_full_flow_in_browser(app, page, tmp_path):
     expect(page.get_by_role("button", name="Start training", exact=True)).to_be_enabled()
     expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
     log = page.get_by_label("Log", exact=True)
-    expect(log).to_have_value(re.compile(rf"Epoch {TRAIN_EPOCHS}: train loss"))
-    # Lines really drawn (Vega's SVG): train loss, validation loss and validation accuracy. A LinePlot whose
-    # colour domain was fixed while empty draws axes and no line at all, which only a browser shows.
+    expect(log).to_have_value(re.compile(rf"epoch {TRAIN_EPOCHS}: train loss"))
+    # Lines really drawn (Vega's SVG): train loss, validation loss, the learning rate and validation accuracy. A
+    # LinePlot whose colour domain was fixed while empty draws axes and no line at all, which only a browser shows.
     lines = page.locator(".mark-line path")
     expect(lines.first).to_be_attached()
     page.wait_for_function("() => Array.from(document.querySelectorAll('.mark-line path'))"
-                           ".filter(p => (p.getAttribute('d') || '').includes('L')).length >= 3", timeout=30_000)
+                           ".filter(p => (p.getAttribute('d') || '').includes('L')).length >= 4", timeout=30_000)
+    expect(page.locator("#train-lr-plot .mark-line path")).to_have_count(1)  # the schedule, step by step
     time.sleep(1)  # let the plots settle before the README screenshot
     readme_shot = shot("2-trained")
     expect(page.locator("#train-results")).to_contain_text("validation accuracy")
