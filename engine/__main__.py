@@ -47,79 +47,16 @@ def _rank_note(distributed) -> str:
     return f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ.get("RANK", "0") != "0" else ""
 
 
-# Training options shared by `train` and `lr-find`: (flag, TrainConfig field, type, help). Defaults come from
-# TrainConfig itself, so the command line and the engine can never disagree.
-OPTIONS = [
-    ("--epochs", "epochs", int, "number of epochs"),
-    ("--lr", "lr", float, "peak learning rate of the head (default: 1e-2 from scratch, 3e-2 for a head on cached "
-     "features, 2e-3 fine-tuning loaded weights)"),
-    ("--head-lr", "head_lr", float, "finetune: peak LR of the head-only epochs on cached features (default: 3e-2)"),
-    ("--batch-size", "batch_size", int, "images per step (under torchrun: per process; the global batch is N times this)"),
-    ("--img-size", "img_size", int, "training image size in px (smaller is faster)"),
-    ("--val-fraction", "val_fraction", float, "share of each class held out for validation"),
-    ("--augment", "augment", str, "augmentation preset: none, light or standard"),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
-    ("--label-smoothing", "label_smoothing", float, "label smoothing of the loss"),
-    ("--mixup", "mixup", float, "timm Mixup alpha (0 = off)"),
-    ("--cutmix", "cutmix", float, "timm CutMix alpha (0 = off)"),
-    ("--freeze-epochs", "freeze_epochs", int, "finetune: head-only epochs before unfreezing"),
-    ("--freeze-layers", "freeze_layers", int, "keep the first K layer groups frozen throughout"),
-    ("--lr-mult", "lr_mult", float, "discriminative LRs: the stem trains at lr / lr_mult"),
-    ("--drop-rate", "drop_rate", float, "dropout before the classifier"),
-    ("--drop-path-rate", "drop_path_rate", float, "stochastic depth"),
-    ("--patience", "patience", int, "stop early after this many epochs without a better val loss (0 = off)"),
-    ("--grad-clip", "grad_clip", float, "clip the gradient norm to this (0 = off)"),
-    ("--accum-steps", "accum_steps", int, "accumulate gradients over this many batches"),
-    ("--seed", "seed", int, "random seed (split, init, augmentation)"),
-    ("--memory-budget-mb", "memory_budget_mb", int,
-     "memory for decoded images; beyond it they are decoded per batch (default: $SNAPFIT_MEMORY_BUDGET_MB or 2048)"),
-]
 DATA_HELP = ("builtin:shapes (the default), a folder or .zip of class folders (or of train/ + val/ holding them), "
              "or a Hugging Face Hub dataset id owner/name (also hub:owner/name)")
-SWITCHES = [  # TrainConfig booleans: --name / --no-name
-    ("--progressive-resize", "progressive_resize", "train at half size first, full size at the end"),
-    ("--channels-last", "channels_last", "channels_last memory format (default: on with bf16 or depthwise convolutions, "
-     "where it is faster)"),
-    ("--freeze-bn", "freeze_bn", "keep BatchNorm statistics as loaded while fine-tuning (default: on with loaded weights)"),
-    ("--bf16", "bf16", "bf16 autocast (default: where the hardware supports it)"),  # None = auto
-]
-
-
 def _parser() -> argparse.ArgumentParser:
-    from engine.train import DEFAULT_RECIPE, RECIPES, STRATEGIES, TrainConfig
-
-    defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m engine", description="Snapfit: train image classifiers on your pictures.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     for name, func, help_ in [("train", cmd_train, "fine-tune a model"), ("lr-find", cmd_lr_find, "run the LR range test")]:
         sp = sub.add_parser(name, help=help_)
         _data_arguments(sp, "builtin:shapes")
-        # Every training option defaults to the recipe's value, else TrainConfig's: only what is given overrides.
-        sp.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
-                        help="starting values: " + "; ".join(f"{k}: {_recipe_text(v)}" for k, v in RECIPES.items())
-                        + " (default: %(default)s)")
-        sp.add_argument("--model", default=argparse.SUPPRESS, help="any timm model name (default: the recipe's)")
-        sp.add_argument("--strategy", default=argparse.SUPPRESS, choices=["auto", *STRATEGIES],
-                        help="auto: finetune with loaded weights, full from scratch (default: the recipe's)")
-        sp.add_argument("--freeze-backbone", action="store_const", dest="strategy", const="head", default=argparse.SUPPRESS,
-                        help="same as --strategy head")
-        for flag, field, type_, text in OPTIONS:
-            default = getattr(defaults, field)
-            sp.add_argument(flag, dest=field, type=type_, default=argparse.SUPPRESS,
-                            help=text + ("" if default is None else f" (default: the recipe's, else {default})"))
-        for flag, field, text in SWITCHES:
-            sp.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
-        w = sp.add_mutually_exclusive_group()
-        w.add_argument("--pretrained", action="store_const", dest="weights", const="pretrained", default=argparse.SUPPRESS,
-                       help="ImageNet weights: from the Hub, or built in for tf_efficientnet_lite0/1/2 (the default recipe's)")
-        w.add_argument("--scratch", action="store_const", dest="weights", const="scratch", default=argparse.SUPPRESS,
-                       help="random initialisation")
-        w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
+        _option_arguments(sp, name == "lr-find")
         sp.add_argument("--out", required=True, help="output folder")
-        if name == "lr-find":
-            sp.add_argument("--start-lr", type=float, default=1e-7, help="first LR of the range test (default: %(default)s)")
-            sp.add_argument("--end-lr", type=float, default=10.0, help="last LR of the range test (default: %(default)s)")
-            sp.add_argument("--num-steps", type=int, default=100, help="steps, one batch each (default: %(default)s)")
         sp.set_defaults(func=func)
     sp = sub.add_parser("models", help="list the curated models: size, and whether pretrained weights are available here")
     sp.set_defaults(func=cmd_models)
@@ -147,6 +84,46 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="metrics file to write (default: MODEL_DIR/eval.json)")
     sp.set_defaults(func=cmd_eval)
     return p
+
+
+def _option_arguments(sp, finder: bool) -> None:
+    """A flag for every option of engine/config.py's tables (--name-with-dashes; --x/--no-x for on/off options)."""
+    from engine.config import DEFAULT_RECIPE, RECIPES, FinderConfig, TrainConfig, options
+
+    # Every training option defaults to the recipe's value, else TrainConfig's: only what is given overrides.
+    sp.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
+                    help="starting values: " + "; ".join(f"{k}: {_recipe_text(k)}" for k in RECIPES)
+                    + " (default: %(default)s)")
+    for opt in options(TrainConfig).values():
+        if opt.name != "weights":  # below, with its shorthands
+            _add_option(sp, opt, f" (default: the recipe's, else {'auto' if opt.default is None else opt.default})")
+    sp.add_argument("--freeze-backbone", action="store_const", dest="strategy", const="head", default=argparse.SUPPRESS,
+                    help="same as --strategy head")
+    w = sp.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", action="store_const", dest="weights", const="pretrained", default=argparse.SUPPRESS,
+                   help="ImageNet weights: from the Hub, or built in for tf_efficientnet_lite0/1/2 (the default recipe's)")
+    w.add_argument("--scratch", action="store_const", dest="weights", const="scratch", default=argparse.SUPPRESS,
+                   help="random initialisation")
+    w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
+    if finder:
+        for opt in options(FinderConfig).values():
+            _add_option(sp, opt, f" (default: {opt.default})")
+
+
+def _add_option(sp, opt, default_text: str) -> None:
+    if opt.type is bool:
+        sp.add_argument(opt.flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help=opt.help + default_text)
+        return
+
+    def typed(text: str):
+        try:
+            return opt.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    sp.add_argument(opt.flag, dest=opt.name, type=typed, choices=opt.choices, default=argparse.SUPPRESS,
+                    metavar=None if opt.choices else opt.name.upper(), help=opt.help + default_text)
 
 
 def _data_arguments(sp, default: str | None) -> None:
@@ -188,16 +165,24 @@ class _LoadProgress:
 
 def _config(args):
     """The recipe's values, overridden by the options given on the command line."""
-    from engine.train import RECIPES, TrainConfig, preflight
+    from engine.config import RECIPES, TrainConfig, options
+    from engine.train import preflight
 
-    fields = ["model", "weights", "strategy"] + [field for _, field, *_ in OPTIONS + SWITCHES]
-    values = dict(RECIPES[args.recipe]) | {field: getattr(args, field) for field in fields if hasattr(args, field)}
-    return preflight(TrainConfig(**values))
+    given = {name: getattr(args, name) for name in options(TrainConfig) if hasattr(args, name)}
+    return preflight(TrainConfig(**RECIPES[args.recipe] | given))
 
 
-def _recipe_text(recipe: dict) -> str:
-    weights = "pretrained" if recipe["weights"] == "pretrained" else "from scratch"
-    return f"{recipe['model'].split('.')[0]} {weights}, {recipe.get('strategy', 'auto')}, {recipe['img_size']} px"
+def _finder_config(args):
+    from engine.config import FinderConfig, options
+
+    return FinderConfig(**{name: getattr(args, name) for name in options(FinderConfig) if hasattr(args, name)}).checked()
+
+
+def _recipe_text(name: str) -> str:
+    from engine.config import recipe
+
+    cfg = recipe(name)
+    return f"{cfg.model.split('.')[0]} {'from scratch' if cfg.from_scratch else cfg.weights}, {cfg.strategy}, {cfg.img_size} px"
 
 
 class _Progress:
@@ -252,11 +237,10 @@ def _load(args):
 
 def cmd_lr_find(args) -> int:
     from engine.figures import lr_curve
-    from engine.lr_finder import check_range, find
+    from engine.lr_finder import find
 
-    check_range(args.start_lr, args.end_lr, args.num_steps)
-    show, last, cfg = _Progress(), None, _config(args)
-    for last in find(_load_data(args), cfg, args.start_lr, args.end_lr, args.num_steps):
+    show, last, cfg, finder = _Progress(), None, _config(args), _finder_config(args)
+    for last in find(_load_data(args), cfg, finder):
         show(last)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import labelled, sample
+from engine.config import AUGMENTATIONS
 from engine.errors import UserError
 from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
 from engine.hub_data import is_hub_id, is_repo_folder, load_hub
@@ -231,7 +232,6 @@ def identical(train: Tensors, val: Tensors) -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------------------------------- batches
 
-AUGMENTATIONS = ("none", "light", "standard")
 
 
 def augment(x: torch.Tensor, preset: str, generator: torch.Generator) -> torch.Tensor:
