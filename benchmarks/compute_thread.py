@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from benchmarks.predict_latency import percentiles, timed  # noqa: E402
 from demo.compute import ComputeThread  # noqa: E402
 from engine import data, models  # noqa: E402
-from engine.train import SCRATCH_RECIPE, TrainConfig, fit, prepare  # noqa: E402
+from engine.train import TrainConfig, fit, prepare  # noqa: E402
 
 
 def main() -> None:
@@ -64,8 +64,8 @@ def main() -> None:
 
     # A training job beside it: the app's default recipe on the built-in data, while the compute thread lives
     # (an idle team, right after a call), and once it has ended (as demo/compute.py's does when idle).
-    prepared = in_a_thread(lambda: prepare(data.load("builtin:shapes"), SCRATCH_RECIPE["img_size"]))
-    cfg = TrainConfig(**dict(SCRATCH_RECIPE, epochs=args.epochs))
+    prepared = in_a_thread(lambda: prepare(data.load("builtin:shapes"), TrainConfig().img_size))
+    cfg = TrainConfig(epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         train = lambda: in_a_thread(lambda: timed_fit(prepared, cfg, tmp))  # noqa: E731
         wait_until_ended(one)

@@ -25,30 +25,30 @@ import torch.nn.functional as F  # noqa: E402
 
 from engine import data as data_lib  # noqa: E402
 from engine import models  # noqa: E402
-from engine.train import Session, TrainConfig, _one_cycle, _validate, fit, prepare  # noqa: E402
+from engine.train import Learner, TrainConfig, _validate, fit, one_cycle, prepare, set_lrs  # noqa: E402
 
 
 def frozen_backbone_epochs(prepared, cfg: TrainConfig) -> list[float]:
     """The baseline: backbone frozen (eval mode, no gradients) but re-run on every batch of every epoch."""
-    session = Session(prepared, cfg)
-    model, head = session.model, session.model.get_classifier()
-    models.set_trainable(model, session.groups, len(session.groups) - 1)
-    optimizer = session.optimizer([cfg.resolved_lr()], params_of=[list(head.parameters())])
-    steps = -(-len(session.train_x) // cfg.batch_size)
-    scheduler = _one_cycle(optimizer, cfg.epochs * steps)
+    learner = Learner(prepared, cfg)
+    model, head = learner.model, learner.model.get_classifier()
+    models.set_trainable(model, learner.groups, len(learner.groups) - 1)
+    optimizer = learner.optimizer([cfg.resolved_lr()], params_of=[list(head.parameters())])
+    total, step = cfg.epochs * -(-len(learner.train_x) // cfg.batch_size), 0
     seconds = []
     for epoch in range(1, cfg.epochs + 1):
         t = time.perf_counter()
         model.eval()
-        for idx in data_lib.batches(len(session.train_x), cfg.batch_size, True, session.generator):
-            with torch.no_grad(), session.autocast():
-                feats = model.forward_head(model.forward_features(session.normalize(session.train_x[idx])), pre_logits=True)
-            loss = F.cross_entropy(head(feats.float()), session.train_y[idx], label_smoothing=cfg.label_smoothing)
+        for idx in data_lib.batches(len(learner.train_x), cfg.batch_size, True, learner.generator):
+            with torch.no_grad(), learner.autocast():
+                feats = model.forward_head(model.forward_features(learner.normalize(learner.train_x[idx])), pre_logits=True)
+            loss = F.cross_entropy(head(feats.float()), learner.train_y[idx], label_smoothing=cfg.label_smoothing)
+            set_lrs(optimizer, *one_cycle(step, total))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
-        _validate(session, epoch, loss.item(), 0.0, t, None)  # re-runs the backbone on the validation images too
+            step += 1
+        _validate(learner, epoch, loss.item(), 0.0, t, None)  # re-runs the backbone on the validation images too
         seconds.append(time.perf_counter() - t)
     return seconds
 

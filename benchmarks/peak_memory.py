@@ -3,7 +3,7 @@
     python benchmarks/peak_memory.py
 
 Runs, each in a fresh process: (1) only the imports (torch, timm, the engine): the floor any run pays;
-(2) the app's default offline recipe (engine.train.SCRATCH_RECIPE) on builtin:shapes; (3) the command line's
+(2) the app's default offline recipe (engine.config's scratch recipe, TrainConfig's defaults) on builtin:shapes; (3) the command line's
 defaults (`python -m engine train --data builtin:shapes`). Prints each peak RSS, the ratio to the import
 floor, and the share of a free Hugging Face Space's 16 GB.
 """
@@ -22,9 +22,9 @@ IMPORTS = "import engine, torch, timm, engine.train"
 APP_DEFAULT = """
 import tempfile, engine
 from engine import data
-from engine.train import SCRATCH_RECIPE, TrainConfig, fit
+from engine.train import TrainConfig, fit
 with tempfile.TemporaryDirectory() as out:
-    for _ in fit(data.load("builtin:shapes"), TrainConfig(**SCRATCH_RECIPE), out):
+    for _ in fit(data.load("builtin:shapes"), TrainConfig(), out):
         pass
 """
 

@@ -17,14 +17,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from engine import data as data_lib
-from engine import models
-from engine.errors import UserError
-from engine.events import Log, LRFinished, LRStep
+from engine.config import FinderConfig
+from engine.events import LRFinished, LRStep
 from engine.stopping import StopToken
-from engine.train import Session, TrainConfig, ensure_prepared, plan, preflight
+from engine.train import Learner, OnFeatures, OnImages, TrainConfig, ensure_prepared, epoch_batches, plan, preflight, set_lrs, train_step
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."
 
@@ -32,45 +29,27 @@ VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high
 def find(
     data,
     cfg: TrainConfig,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    num_steps: int = 100,
+    finder: FinderConfig | None = None,
     stop: StopToken | None = None,
-    session: Session | None = None,
-    stop_div: bool = True,
+    learner: Learner | None = None,
 ) -> Iterator:
-    """Run the range test, yielding LRStep events, then one LRFinished with the curve and suggestions.
-
-    `stop_div` (fastai's name): end the test once the smoothed loss exceeds 4x its minimum.
-    """
-    cfg = preflight(cfg)
-    check_range(start_lr, end_lr, num_steps)
+    """Run the range test, yielding LRStep events, then one LRFinished with the curve and suggestions."""
+    cfg, finder = preflight(cfg), (finder or FinderConfig()).checked()
     stop = stop or StopToken()
     t0 = time.perf_counter()
-    if session is None:
+    if learner is None:
         prepared = yield from ensure_prepared(data, cfg)
-        session = Session(prepared, cfg)
-    saved = _snapshot(session.model)
+        learner = Learner(prepared, cfg)
+    saved = _snapshot(learner.model)
     try:
-        lrs, losses = yield from _range_test(session, cfg, start_lr, end_lr, num_steps, stop, stop_div)
+        lrs, losses = yield from _range_test(learner, finder, stop)
     finally:
-        _restore(session.model, saved)
+        _restore(learner.model, saved)
     smoothed = smooth(losses)
-    suggestions, message = suggest(lrs, smoothed, num_steps)
+    suggestions, message = suggest(lrs, smoothed, finder.num_steps)
     if "vit" in cfg.model.lower() or "eva" in cfg.model.lower():
         message = (message + " " + VIT_NOTE).strip()
     yield LRFinished(lrs, losses, smoothed, suggestions, message, stop.stopped, time.perf_counter() - t0)
-
-
-def check_range(start_lr: float, end_lr: float, num_steps: int) -> None:
-    if not (_finite(start_lr) and _finite(end_lr) and 0 < start_lr < end_lr):
-        raise UserError(f"The start LR must be positive and below the end LR (got {start_lr} to {end_lr}).")
-    if not (isinstance(num_steps, int) and 10 <= num_steps <= 1000):
-        raise UserError(f"The range test needs 10 to 1000 steps (got {num_steps}).")
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _snapshot(model: torch.nn.Module) -> dict:
@@ -90,71 +69,36 @@ def _restore(model: torch.nn.Module, saved: dict) -> None:
     model.train(saved["training"])
 
 
-def _range_test(session: Session, cfg: TrainConfig, start_lr: float, end_lr: float, num_steps: int, stop: StopToken,
-                stop_div: bool):
-    phase = plan(cfg)[0]
-    model = session.model
-    if phase.on_features:
-        yield Log("Embedding the images once with the frozen backbone")
-        feats = session.embed(session.train_x)
-        params = [list(model.get_classifier().parameters())]
-        scales = [1.0]
-    else:
-        models.set_trainable(model, session.groups, min(cfg.freeze_layers, len(session.groups) - 1))
-        params = session.groups
-        scales = session.group_lrs(1.0, phase.discriminative)  # relative LR of each group
-    # a throwaway optimizer: the range test must not leave any optimizer state behind
-    optimizer = session.optimizer([start_lr * s for s in scales], params_of=params)
-    group_scales = _match_groups(optimizer, params, scales)
+def _range_test(learner: Learner, finder: FinderConfig, stop: StopToken):
+    """fastai's lr_find is a fit with a callback; here it is training's own step (train.train_step) on the first
+    phase of the run, with an exponentially rising LR instead of the one-cycle schedule, one batch per step."""
+    phase = plan(learner.cfg)[0]
+    source = (yield from OnFeatures.embedded(learner)) if phase.on_features else OnImages(learner, phase)
+    source.begin_epoch(1)
+    # a throwaway optimiser whose peak LRs are the groups' relative scales: the test must leave no state behind
+    optimizer = source.optimizer(1.0)
     lrs, losses = [], []
-    gamma = (end_lr / start_lr) ** (1.0 / (num_steps - 1))
-    batch_iter = _endless_batches(len(session.train_y), cfg.batch_size, session.generator)
+    gamma = (finder.end_lr / finder.start_lr) ** (1.0 / (finder.num_steps - 1))
+    batch_iter = _endless_batches(learner, source.mixing)
     best, avg = math.inf, 0.0
-    for i in range(num_steps):
-        lr = start_lr * gamma**i
-        for group, scale in zip(optimizer.param_groups, group_scales):
-            group["lr"] = lr * scale
-        idx = next(batch_iter)
-        loss = _step(session, model, optimizer, idx, feats if phase.on_features else None, cfg)
+    for i in range(finder.num_steps):
+        lr = finder.start_lr * gamma**i
+        set_lrs(optimizer, lr)
+        loss = train_step(optimizer, [next(batch_iter)], source.loss_of, source.no_sync, source.after_backward)
         lrs.append(lr)
         losses.append(loss)
         avg = 0.98 * avg + 0.02 * loss if math.isfinite(loss) else math.inf
         smoothed = avg / (1 - 0.98 ** (i + 1))
-        yield LRStep(i + 1, num_steps, lr, loss, smoothed)
+        yield LRStep(i + 1, finder.num_steps, lr, loss, smoothed)
         best = min(best, smoothed)
-        if stop.stopped or (stop_div and (not math.isfinite(smoothed) or smoothed > 4 * best)):
+        if stop.stopped or (finder.stop_div and (not math.isfinite(smoothed) or smoothed > 4 * best)):
             break  # diverged: the rest of the curve says nothing new
     return lrs, losses
 
 
-def _match_groups(optimizer, params, scales) -> list[float]:
-    """The scale of each optimizer param group (Session.optimizer makes up to two per layer group)."""
-    owner = {id(p): s for group, s in zip(params, scales) for p in group}
-    return [owner[id(g["params"][0])] for g in optimizer.param_groups]
-
-
-def _endless_batches(n: int, batch_size: int, generator: torch.Generator):
+def _endless_batches(learner: Learner, mixing: bool):
     while True:
-        yield from data_lib.batches(n, min(batch_size, n), True, generator)
-
-
-def _step(session: Session, model, optimizer, idx, feats, cfg: TrainConfig) -> float:
-    y = session.train_y[idx]
-    if feats is not None:
-        head = model.get_classifier()
-        head.train()
-        logits = head(feats[idx])
-    else:
-        models.train_mode(model, cfg.resolved_freeze_bn())
-        x = data_lib.augment(session.train_x[idx].float().div_(255.0), cfg.augment, session.generator)
-        with session.autocast():
-            logits = model(session.normalize(x))
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    if torch.isfinite(loss):
-        loss.backward()
-        optimizer.step()
-    return float(loss.item())
+        yield from epoch_batches(learner, len(learner.train_y), mixing, learner.generator)
 
 
 def smooth(losses: list[float], beta: float = 0.98) -> list[float]:

@@ -38,11 +38,11 @@ def small_shapes():
 
 @pytest.fixture(scope="session")
 def builtin_model(shapes, tmp_path_factory):
-    """The app's default offline recipe trained once on the built-in dataset: (model folder, events)."""
-    from engine.train import SCRATCH_RECIPE, TrainConfig, fit
+    """The scratch recipe (TrainConfig's defaults) trained once on the built-in dataset: (model folder, events)."""
+    from engine.train import TrainConfig, fit
 
     out = tmp_path_factory.mktemp("builtin") / "model"
-    return out, list(fit(shapes, TrainConfig(**SCRATCH_RECIPE), str(out)))
+    return out, list(fit(shapes, TrainConfig(), str(out)))
 
 
 @pytest.fixture(scope="session")

@@ -25,13 +25,14 @@ from safetensors.torch import load_file
 
 from engine import data as data_lib
 from engine import embedded, models
+from engine.config import FinderConfig
 from engine.errors import UserError
 from engine.evaluate import evaluate
 from engine.export import to_onnx
 from engine.lr_finder import find
 from engine.predict import Predictor
 from engine.stopping import StopToken
-from engine.train import RECIPES, Session, TrainConfig, fit, preflight, prepare
+from engine.train import RECIPES, Learner, TrainConfig, fit, preflight, prepare
 from tests.engine.test_cli import cli, save_folder
 from tests.engine.test_distributed import torchrun
 
@@ -369,22 +370,22 @@ def test_the_lr_finder_on_pretrained_weights_suggests_a_valley_and_restores_ever
     bit-identical, statistics included."""
     cfg = TrainConfig(model=ARCH, weights="pretrained", strategy="finetune", freeze_epochs=0, freeze_bn=False,
                       img_size=64, batch_size=16)
-    session = Session(shapes64, cfg)
-    before = {k: v.clone() for k, v in session.model.state_dict().items()}
+    learner = Learner(shapes64, cfg)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     moved = False
-    for event in find(None, cfg, 1e-6, 1.0, 40, session=session):
+    for event in find(None, cfg, FinderConfig(1e-6, 1.0, 40), learner=learner):
         if event.kind == "lr_step" and event.step == 10:  # mid-test: the statistics really are changing
-            moved = not torch.equal(session.model.bn1.running_mean, before["bn1.running_mean"])
+            moved = not torch.equal(learner.model.bn1.running_mean, before["bn1.running_mean"])
     result = event
     assert moved and result.kind == "lr_finished" and len(result.lrs) == 40 and result.message == ""
-    after = session.model.state_dict()
+    after = learner.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert all(p.grad is None for p in session.model.parameters())
+    assert all(p.grad is None for p in learner.model.parameters())
     whole = result.suggestions["valley"]
     assert 1e-6 < whole < 1.0 and result.lrs[0] < whole < result.lrs[-1]
 
     head_cfg = TrainConfig(model=ARCH, weights="pretrained", strategy="head", img_size=64, batch_size=16)
-    head = list(find(None, head_cfg, 1e-6, 10.0, 100, session=Session(shapes64, head_cfg)))[-1]
+    head = list(find(None, head_cfg, FinderConfig(1e-6, 10.0, 100), learner=Learner(shapes64, head_cfg)))[-1]
     assert head.message == "" and 1e-6 < head.suggestions["valley"] < 10.0
     assert head.suggestions["valley"] > 5 * whole, (head.suggestions, result.suggestions)
 

@@ -1,10 +1,14 @@
 """A run cut into chunks at epoch boundaries (as on a ZeroGPU Space) ends with exactly the weights of one
 uninterrupted run: engine/checkpoint.py saves and restores everything a run depends on."""
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import torch
 
-from engine.checkpoint import load
+from engine import checkpoint as checkpoint_module
+from engine.checkpoint import RunState, load
+from engine.errors import UserError
 from engine.train import TrainConfig, fit, prepare
 
 RECIPES = {
@@ -50,3 +54,22 @@ def test_a_generous_budget_never_pauses(prepared, tmp_path):
     cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=2, batch_size=32, img_size=32)
     events = list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(tmp_path / "c"), time_budget=3600))
     assert events[-1].kind == "finished" and not any(e.kind == "paused" for e in events)
+
+
+def test_the_checkpoint_is_the_documented_run_state(prepared, tmp_path):
+    """The file holds RunState's fields, each described in engine/checkpoint.py's docstring, and nothing that
+    depends on a private class; a checkpoint of another format is refused with a message saying what to do."""
+    cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=2, batch_size=32, img_size=32, bf16=False)
+    ckpt = tmp_path / "run.ckpt"
+    paused = list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))[-1]
+    assert paused.kind == "paused"
+    saved = torch.load(ckpt, weights_only=True)
+    assert set(saved) == {f.name for f in fields(RunState)}
+    assert all(name in checkpoint_module.__doc__ for name in saved)
+    assert saved["format"] == checkpoint_module.FORMAT and saved["epoch"] == 1 and saved["epochs_in_phase"] == 1
+    assert saved["phase_step"] == saved["step"] > 0 and saved["optimizer"] is not None  # half-way through the phase
+    assert len(saved["history"]) == 1 and saved["best_epoch"] == 1 and saved["best_weights"].keys() == saved["model"].keys()
+    saved["format"] = 0
+    torch.save(saved, ckpt)
+    with pytest.raises(UserError, match="another Snapfit version .* delete it"):
+        list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))

@@ -9,7 +9,7 @@ from engine.errors import UserError
 from engine.export import load_model_folder
 from engine.predict import Predictor
 from engine.stopping import StopToken
-from engine.train import SCRATCH_RECIPE, TrainConfig, fit, prepare
+from engine.train import TrainConfig, fit, prepare
 from tests.faults import Fault, injected
 
 
@@ -20,7 +20,7 @@ def run(data, cfg, out):
 
 def test_scratch_recipe_on_builtin_shapes_reaches_90_percent(builtin_model):
     """The scratch recipe (the old offline default): a small CNN from scratch learns the built-in dataset."""
-    cfg = TrainConfig(**SCRATCH_RECIPE)
+    cfg = TrainConfig()
     out, events = builtin_model
     last = events[-1]
     assert last.kind == "finished"
