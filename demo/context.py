@@ -5,7 +5,7 @@ import functools
 import inspect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import gradio as gr
 
@@ -13,8 +13,9 @@ from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager, failure_message
 from demo.space import Place
 from demo.workspace import Workspace, Workspaces
+from engine import config
+from engine.config import DEFAULT_RECIPE
 from engine.errors import UserError
-from engine.train import DEFAULT_RECIPE, RECIPES, TrainConfig
 
 
 @dataclass
@@ -31,17 +32,14 @@ class Context:
         return self.workspaces.get(key)
 
     def recipe(self, name: str = DEFAULT_RECIPE) -> dict:
-        """A named recipe's values (engine.train.RECIPES) within this place's caps. The Train tab starts from the
-        default one online and offline (its weights are built in); on a Space, a recipe asking for more epochs or
-        pixels than the Space allows is cut down to the cap rather than refused."""
-        if not isinstance(name, str) or name not in RECIPES:
-            raise UserError(f"Unknown recipe {name!r}: choose one of {', '.join(RECIPES)}.")
-        values, caps = dict(RECIPES[name]), self.place.limits
-        strategy = TrainConfig(**values).resolved_strategy()
-        for field, cap in (("epochs", caps.epochs_cap(strategy)), ("freeze_epochs", caps.max_epochs),
+        """Every training value of a named recipe (engine/config.py), within this place's caps. The Train tab
+        starts from the default one online and offline (its weights are built in); on a Space, a recipe asking for
+        more epochs or pixels than the Space allows is cut down to the cap rather than refused."""
+        cfg, caps = config.recipe(name), self.place.limits
+        values = asdict(cfg)
+        for field, cap in (("epochs", caps.epochs_cap(cfg.resolved_strategy())), ("freeze_epochs", caps.max_epochs),
                            ("img_size", caps.max_img_size), ("batch_size", caps.max_batch_size)):
-            if field in values:
-                values[field] = min(values[field], cap)
+            values[field] = min(values[field], cap)
         return values
 
     def stop_latest(self, key, kind: str) -> None:

@@ -1,32 +1,37 @@
-"""The training settings as a form holds them, and back: what the Train tab shows for a recipe, and the TrainConfig
-that what a form sends stands for (or a message naming the bad value).
+"""The training settings as a form holds them, and back, made from engine/config.py's table of options: the
+controls (label, range, help and default come from the table), what the Train tab shows for a recipe, and the
+TrainConfig that what a form sends stands for (or a message naming the bad value).
 
 Shared by the Train and LR finder tabs (the finder runs with the Train tab's settings) and the page's load, which
 restores a reloaded run's settings; no tab imports another for it.
+
+How an option becomes a control: a few choices -> Radio (more -> Dropdown); on/off -> Checkbox; on/off/auto ->
+Radio of "auto", "on", "off"; a number with a slider step -> Slider over its valid range, capped by where the app
+runs (demo/space.py); any other number -> Number box (empty = the engine's choice, for an optional one).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
-from engine.errors import UserError
-from engine.train import RECIPES, TrainConfig, preflight
+import gradio as gr
 
-TRISTATE = {"auto": None, "on": True, "off": False}  # bf16, channels_last, freeze_bn: None lets the engine decide
-FORM_TRISTATE = {value: name for name, value in TRISTATE.items()}
-TRISTATE_FIELDS = {"bf16", "channels_last", "freeze_bn"}
-FORM_FIELDS = {f.name for f in fields(TrainConfig)} - {"memory_budget_mb"}  # what the Train tab sets
-WHOLE = {"epochs", "batch_size", "img_size", "freeze_epochs", "freeze_layers", "patience", "accum_steps", "seed"}
-NUMBERS = {"lr", "head_lr", "val_fraction", "weight_decay", "label_smoothing", "mixup", "cutmix", "lr_mult", "drop_rate",
-           "drop_path_rate", "grad_clip"}
-OPTIONAL = {"lr", "head_lr"}  # an empty box: the engine's default for these weights and strategy
+from engine.config import RECIPES, Option, TrainConfig, options, parse
+from engine.train import preflight
+
+TRISTATE = {None: "auto", True: "on", False: "off"}  # bf16, channels_last, freeze_bn: None lets the engine decide
+
+
+def form_value(opt: Option, value):
+    """An option's value as its control shows it."""
+    return TRISTATE[value] if opt.type is bool and opt.optional else value
 
 
 def form_values(recipe: dict) -> dict:
     """The Train tab's value for every setting: the recipe's, the rest TrainConfig's defaults, in the form's terms
     (auto/on/off for the tri-state options, an empty box for an LR the engine picks)."""
-    cfg = asdict(TrainConfig(**recipe))
-    return {name: FORM_TRISTATE[value] if name in TRISTATE_FIELDS else value for name, value in cfg.items()
-            if name in FORM_FIELDS}
+    table = options(TrainConfig)
+    return {name: form_value(table[name], value) for name, value in asdict(TrainConfig(**recipe)).items()
+            if table[name].in_form}
 
 
 def recipe_of(ctx, cfg: TrainConfig) -> str | None:
@@ -37,29 +42,27 @@ def recipe_of(ctx, cfg: TrainConfig) -> str | None:
 
 def config_from(settings: dict) -> TrainConfig:
     """The form's values (keyed by TrainConfig field) as a checked TrainConfig; a UserError names a bad value."""
-    return preflight(TrainConfig.from_dict({name: _convert(name, value) for name, value in settings.items()}))
+    return preflight(TrainConfig.from_dict(parse(TrainConfig, settings)))
 
 
-def _convert(name: str, value):
-    label = name.replace("_", " ").capitalize()
-    if name in TRISTATE_FIELDS:
-        if value not in TRISTATE:
-            raise UserError(f"{label} must be auto, on or off (got {value!r}).")
-        return TRISTATE[value]
-    if name == "progressive_resize":
-        return bool(value)
-    if name not in WHOLE | NUMBERS:
-        return value
-    if name in OPTIONAL and value in (None, ""):
-        return None  # empty: the engine's default for these weights
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{label} must be a number (got {value!r}).") from None
-    if name in WHOLE:
-        if not number.is_integer():
-            raise UserError(f"{label} must be a whole number (got {value!r}).")
-        if name == "seed" and not 0 <= number < 2**32:  # numpy's generators take no other seeds
-            raise UserError(f"Seed must be a whole number from 0 to {2**32 - 1} (got {value!r}).")
-        return int(number)
-    return number
+def control(opt: Option, value, cap: float | None = None, elem_prefix: str = "", **extra) -> gr.components.Component:
+    """The control for one option, showing `value` (in the form's terms)."""
+    common = dict(label=opt.label, info=opt.help[:1].upper() + opt.help[1:],
+                  elem_id=f"{elem_prefix}{opt.name.replace('_', '-')}") | extra
+    if opt.type is bool and opt.optional:
+        return gr.Radio(list(TRISTATE.values()), value=value, **common)
+    if opt.type is bool:
+        return gr.Checkbox(value=value, **common)
+    if opt.choices is not None:
+        kind = gr.Radio if len(opt.choices) <= 3 else gr.Dropdown
+        return kind(list(opt.choices), value=value, **common)
+    if opt.step is not None:
+        return gr.Slider(opt.low, opt.high if cap is None else min(opt.high, cap), value=value, step=opt.step, **common)
+    return gr.Number(value=value, precision=0 if opt.type is int else None, **common)
+
+
+def controls(cls, values: dict, names, caps: dict | None = None, elem_prefix: str = "") -> dict:
+    """{option name: control} for the options of `cls` in `names` (in the table's order), at `values` (form terms)."""
+    caps = caps or {}
+    return {o.name: control(o, values[o.name], caps.get(o.name), elem_prefix)
+            for o in options(cls).values() if o.name in names}

@@ -5,12 +5,16 @@ argument, and "Use this LR" is wired to the Train tab by the page (demo/__init__
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import gradio as gr
 
 from demo.context import Context
 from demo.handlers import lr_finder as h
 from demo.handlers.lr_finder import FinderUI
+from demo.train_form import controls
 from demo.wiring import bind
+from engine.config import FinderConfig
 
 
 def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
@@ -20,9 +24,8 @@ def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
                 "strategy and sizes chosen on the **Train** tab, and leaves the model untouched.")
     with gr.Row():
         with gr.Column(scale=1):
-            start_lr = gr.Number(value=1e-7, label="Start LR")
-            end_lr = gr.Number(value=10.0, label="End LR")
-            steps = gr.Slider(20, 300, value=100, step=10, label="Steps")
+            start_lr, end_lr, steps = controls(FinderConfig, asdict(FinderConfig()), ["start_lr", "end_lr", "num_steps"],
+                                               elem_prefix="lr-").values()
             with gr.Row():
                 run = gr.Button("Run LR finder", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)

@@ -175,7 +175,7 @@ def test_sessions_are_isolated(app_url, shape_png):
     (dict(weights="pretrained"), "cannot reach"),
     (dict(lr=-1.0), "Learning rate must be"),
     (dict(grad_clip=-1.0), "Gradient clipping must be"),
-    (dict(weight_decay=5.0), "Weight decay must be between 0 and 1"),
+    (dict(weight_decay=5.0), "Weight decay must be a number from 0 to 1"),
 ])
 def test_bad_training_settings_get_clear_messages(app_url, override, needle):
     c = client(app_url)

@@ -90,7 +90,7 @@ def test_on_a_space_the_page_says_storage_is_wiped_and_runs_are_capped():
     with pytest.raises(UserError, match=r"at most 500 images per dataset \(this one has 900\)"):
         Limits(max_images=500).check_dataset(900, place.name)
     with pytest.raises(UserError, match="allows at most 224 for image size"):
-        place.limits.check(TrainConfig(img_size=256), place.name)
+        place.limits.check(TrainConfig(img_size=256, epochs=5), place.name)
     # a head on cached features may take the quick recipe's 30 epochs; epochs through the whole network stay few
     assert place.limits.check(TrainConfig(strategy="head", epochs=30, img_size=224), place.name).epochs == 30
     with pytest.raises(UserError, match="allows at most 10 for epochs through the whole network"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine import sample
-from engine.train import RECIPES, SCRATCH_RECIPE
+from engine.config import TrainConfig, recipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 # Caps for a failing run, not expectations: an epoch at 64 px takes 10-50 s on two busy CPU cores.
 TRAIN_TIMEOUT = 300
 LR_TIMEOUT = 300
-TRAIN_EPOCHS = SCRATCH_RECIPE["epochs"]  # the whole scratch recipe: this page is the README shot
+TRAIN_EPOCHS = TrainConfig().epochs  # the whole scratch recipe: this page is the README shot
 FIRST_MODEL_TIMEOUT = 300  # the quick recipe on the 900 built-in shapes: ~30 s on two quiet cores
 LR_STEPS = 20  # the slider's minimum
 
@@ -80,10 +80,10 @@ def choose_recipe(page, name: str) -> None:
 
     page.locator("#train-recipe label").filter(has_text=f"{name}:").click()
     expect(page.locator("#train-recipe input[type=radio]:checked")).to_have_value(name)
-    lr = RECIPES[name].get("lr")
+    lr = recipe(name).lr
     expect(page.locator("#train-lr input")).to_have_value("" if lr is None else re.compile(rf"^{lr}$|^{lr:g}$"))
     # the dropdown shows the catalog's label for the name: "name · size · where its weights are"
-    expect(page.locator("#train-model input")).to_have_value(re.compile("^" + re.escape(RECIPES[name]["model"])))
+    expect(page.locator("#train-model input")).to_have_value(re.compile("^" + re.escape(recipe(name).model)))
 
 
 def start_training(page, epochs: int, recipe: str = "scratch") -> None:
@@ -123,7 +123,7 @@ def test_full_flow_in_browser(app, page, tmp_path):
     expect(page.locator("#model-note")).to_be_hidden()
     start_training(page, epochs=TRAIN_EPOCHS)
     lr_value = page.get_by_label("Learning rate", exact=True).input_value()
-    assert float(lr_value) == SCRATCH_RECIPE["lr"]  # the scratch recipe's, set by choosing it
+    assert lr_value == ""  # the scratch recipe's: empty, the engine's LR for a run from scratch
     status = wait_for_text(page, "#train-status", "Finished", timeout=TRAIN_TIMEOUT)
     assert "Best validation accuracy" in status
     expect(page.get_by_role("button", name="Start training", exact=True)).to_be_enabled()
@@ -239,10 +239,10 @@ def test_first_model_from_the_data_tab(app, page, tmp_path):
     page.get_by_role("button", name="Fine-tune the whole network: open Train with the best recipe", exact=True).click()
     expect(tab(page, "Train")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#train-recipe input[type=radio]:checked")).to_have_value("best")
-    expect(page.get_by_label("number input for Epochs", exact=True)).to_have_value(str(RECIPES["best"]["epochs"]))
+    expect(page.get_by_label("number input for Epochs", exact=True)).to_have_value(str(recipe("best").epochs))
     expect(page.locator("#train-lr input")).to_have_value(re.compile(r"^(0\.0002|2e-4)$"))
     page.get_by_text("Advanced", exact=True).click()
-    expect(page.get_by_label("number input for Frozen epochs", exact=True)).to_have_value(str(RECIPES["best"]["freeze_epochs"]))
+    expect(page.get_by_label("number input for Frozen epochs", exact=True)).to_have_value(str(recipe("best").freeze_epochs))
     runs = page.locator("#train-runs")
     expect(runs).to_contain_text("quick (first model)")
     expect(runs.locator("tr").filter(has_text="quick (first model)")).to_contain_text("in use")
