@@ -26,6 +26,8 @@ ARMS = {  # name -> (recipe, overrides)
     "quick at 160 px": ("quick", dict(img_size=160)),
     "quick, lite1 at 240 px": ("quick", dict(model="tf_efficientnet_lite1.in1k", img_size=240)),
     "best at 160 px": ("best", dict(img_size=160)),
+    "best at 128 px": ("best", dict(img_size=128)),
+    "best, progressive resizing 112 -> 224 px": ("best", dict(progressive_resize=True)),
     "best, BatchNorm statistics train": ("best", dict(freeze_bn=False)),
     "finetune as fastai (1 head epoch at 2e-3)": ("best", dict(freeze_epochs=1, head_lr=2e-3, lr=2e-3, lr_mult=100.0,
                                                               freeze_bn=False)),
