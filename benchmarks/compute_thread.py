@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from benchmarks.predict_latency import percentiles, timed  # noqa: E402
 from demo.compute import ComputeThread  # noqa: E402
 from engine import data, models  # noqa: E402
-from engine.train import TrainConfig, fit, prepare  # noqa: E402
+from engine.train import TrainConfig, decode_once, fit  # noqa: E402
 
 
 def main() -> None:
@@ -64,10 +64,10 @@ def main() -> None:
 
     # A training job beside it: the app's default recipe on the built-in data, while the compute thread lives
     # (an idle team, right after a call), and once it has ended (as demo/compute.py's does when idle).
-    prepared = in_a_thread(lambda: prepare(data.load("builtin:shapes"), TrainConfig().img_size))
+    decoded = in_a_thread(lambda: decode_once(data.load("builtin:shapes"), TrainConfig().img_size))
     cfg = TrainConfig(epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        train = lambda: in_a_thread(lambda: timed_fit(prepared, cfg, tmp))  # noqa: E731
+        train = lambda: in_a_thread(lambda: timed_fit(decoded, cfg, tmp))  # noqa: E731
         wait_until_ended(one)
         held = ComputeThread(idle_seconds=60)  # lives through the first two runs
         held.run(forward)
@@ -83,9 +83,9 @@ def wait_until_ended(compute: ComputeThread) -> None:
         time.sleep(0.1)
 
 
-def timed_fit(prepared, cfg, out: str) -> float:
+def timed_fit(decoded, cfg, out: str) -> float:
     t = time.perf_counter()
-    for _ in fit(prepared, cfg, out):
+    for _ in fit(decoded, cfg, out):
         pass
     return time.perf_counter() - t
 

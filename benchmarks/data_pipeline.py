@@ -139,8 +139,8 @@ def main() -> None:
             r = run_arm(__file__, *extra, *common)
             r["rate"] = r["images"] / r["seconds"]
             rows.append(r)
-            prepared = f"   (load + decode {r['prepare_seconds']:.1f} s)" if "prepare_seconds" in r else ""
-            print(f"{r['arm']:<42}{r['seconds']:>9.1f}{r['rate']:>10.0f}{prepared}", flush=True)
+            decoded = f"   (load + decode {r['prepare_seconds']:.1f} s)" if "prepare_seconds" in r else ""
+            print(f"{r['arm']:<42}{r['seconds']:>9.1f}{r['rate']:>10.0f}{decoded}", flush=True)
     baseline = max(rows[:2], key=lambda r: r["rate"])
     print(f"ratio Snapfit / best baseline ({baseline['arm']}): {rows[2]['rate'] / baseline['rate']:.1f}x (target >= 3)")
     print(f"decoded per batch / best baseline: {rows[3]['rate'] / baseline['rate']:.1f}x (for information)")

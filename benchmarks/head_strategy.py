@@ -25,12 +25,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from engine import data as data_lib  # noqa: E402
 from engine import models  # noqa: E402
-from engine.train import Learner, TrainConfig, _validate, fit, one_cycle, prepare, set_lrs  # noqa: E402
+from engine.train import Learner, TrainConfig, _validate, decode_once, fit, one_cycle, set_lrs  # noqa: E402
 
 
-def frozen_backbone_epochs(prepared, cfg: TrainConfig) -> list[float]:
+def frozen_backbone_epochs(decoded, cfg: TrainConfig) -> list[float]:
     """The baseline: backbone frozen (eval mode, no gradients) but re-run on every batch of every epoch."""
-    learner = Learner(prepared, cfg)
+    learner = Learner(decoded, cfg)
     model, head = learner.model, learner.model.get_classifier()
     models.set_trainable(model, learner.groups, len(learner.groups) - 1)
     optimizer = learner.optimizer([cfg.resolved_lr()], params_of=[list(head.parameters())])
@@ -53,10 +53,10 @@ def frozen_backbone_epochs(prepared, cfg: TrainConfig) -> list[float]:
     return seconds
 
 
-def head_epochs(prepared, cfg: TrainConfig) -> tuple[list[float], float]:
+def head_epochs(decoded, cfg: TrainConfig) -> tuple[list[float], float]:
     seconds, embedded_at, started_at = [], None, time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        for event in fit(prepared, cfg, out):
+        for event in fit(decoded, cfg, out):
             if event.kind == "log" and event.message.startswith("Embedded in"):
                 embedded_at = time.perf_counter() - started_at
             if event.kind == "epoch_end":
@@ -74,11 +74,11 @@ def main() -> None:
     args = p.parse_args()
     cfg = TrainConfig(model=args.model, weights="scratch", strategy="head", epochs=args.epochs, img_size=args.img_size,
                       batch_size=args.batch_size)
-    prepared = prepare(data_lib.load(args.data), cfg.img_size, cfg.val_fraction, cfg.seed)
-    print(f"{args.data}: {args.model}, {args.img_size} px, batch {args.batch_size}, {len(prepared.train)} train / "
-          f"{len(prepared.val)} val images, {torch.get_num_threads()} threads")
-    baseline = statistics.median(frozen_backbone_epochs(prepared, cfg))
-    cached, embed_seconds = head_epochs(prepared, cfg)
+    decoded = decode_once(data_lib.load(args.data), cfg.img_size, cfg.val_fraction, cfg.seed)
+    print(f"{args.data}: {args.model}, {args.img_size} px, batch {args.batch_size}, {len(decoded.train)} train / "
+          f"{len(decoded.val)} val images, {torch.get_num_threads()} threads")
+    baseline = statistics.median(frozen_backbone_epochs(decoded, cfg))
+    cached, embed_seconds = head_epochs(decoded, cfg)
     ours = statistics.median(cached)
     print(f"{'arm':<44}{'s / epoch':>10}")
     print(f"{'frozen backbone, re-run every epoch':<44}{baseline:>10.3f}")

@@ -38,7 +38,7 @@ def run_baseline(path: str, model_name: str, epochs: int, size: int, batch_size:
     tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
                              transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     full = datasets.ImageFolder(path, transform=tf)
-    train_idx, val_idx = data_lib.split(full.targets, 0.2, 0)  # the same split as Snapfit's
+    train_idx, val_idx = data_lib.stratified_holdout(full.targets, 0.2, 0)  # the same split as Snapfit's
     train = DataLoader(Subset(full, train_idx), batch_size=batch_size, shuffle=True, num_workers=workers)
     val = DataLoader(Subset(full, val_idx), batch_size=batch_size, num_workers=workers)
     torch.manual_seed(0)

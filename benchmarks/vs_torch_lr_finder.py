@@ -31,9 +31,9 @@ START, END = 1e-7, 10.0
 
 def prepared_data(path: str, size: int):
     from engine import data
-    from engine.train import prepare
+    from engine.train import decode_once
 
-    return prepare(data.load(path), size, 0.2, 0)
+    return decode_once(data.load(path), size, 0.2, 0)
 
 
 def run_torch_lr_finder(path: str, model_name: str, steps: int, size: int, batch_size: int) -> dict:
@@ -48,13 +48,13 @@ def run_torch_lr_finder(path: str, model_name: str, steps: int, size: int, batch
     from engine import models
     from engine.data import Normalizer
 
-    prepared = prepared_data(path, size)
+    decoded = prepared_data(path, size)
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    model = timm.create_model(model_name, num_classes=len(prepared.class_names))
+    model = timm.create_model(model_name, num_classes=len(decoded.class_names))
     config = models.data_config(model, size)
-    x = Normalizer(config["mean"], config["std"])(prepared.train.x)  # the same normalised images Snapfit trains on
-    loader = DataLoader(TensorDataset(x, prepared.train.y), batch_size=batch_size, shuffle=True)
+    x = Normalizer(config["mean"], config["std"])(decoded.train.x)  # the same normalised images Snapfit trains on
+    loader = DataLoader(TensorDataset(x, decoded.train.y), batch_size=batch_size, shuffle=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=START, weight_decay=0.05)
     finder = LRFinder(model, optimizer, torch.nn.CrossEntropyLoss(label_smoothing=0.1))
     finder.range_test(loader, start_lr=START, end_lr=END, num_iter=steps, step_mode="exp", diverge_th=math.inf)
@@ -70,10 +70,10 @@ def run_snapfit(path: str, model_name: str, steps: int, size: int, batch_size: i
     from engine.lr_finder import find
     from engine.train import TrainConfig
 
-    prepared = prepared_data(path, size)
+    decoded = prepared_data(path, size)
     cfg = TrainConfig(model=model_name, weights="scratch", strategy="full", img_size=size, batch_size=batch_size)
     t0 = time.perf_counter()
-    result = list(find(prepared, cfg, START, END, steps, stop_div=False))[-1]
+    result = list(find(decoded, cfg, START, END, steps, stop_div=False))[-1]
     seconds = time.perf_counter() - t0
     lo = steps // 10  # fastai's trimming: a tenth of the planned steps, and the last five points
     fastai_valley, _ = valley(result.lrs[lo:-5], result.smoothed[lo:-5], steps)

@@ -43,9 +43,9 @@ def start_training(ctx, ws: Workspace, cfg: TrainConfig, label: str):
 def run_training(ws: Workspace, cfg: TrainConfig, stop, chunked: bool = False, label: str = ""):
     """The training job's body: decode once (cached per workspace), train (in GPU-sized chunks on a ZeroGPU Space),
     and hand the model to the workspace, listed among its runs as `label` (its recipe, or else its strategy)."""
-    prepared = yield from ws.decoded(cfg)
+    decoded = yield from ws.decoded(cfg)
     out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    events = train_in_chunks(prepared, cfg, str(out_dir), stop) if chunked else fit(prepared, cfg, str(out_dir), stop)
+    events = train_in_chunks(decoded, cfg, str(out_dir), stop) if chunked else fit(decoded, cfg, str(out_dir), stop)
     for event in events:
         if isinstance(event, SAVED) and event.model_dir:
             keep_lr_result(ws, cfg, event.model_dir)
@@ -78,8 +78,8 @@ def start_finder(ctx, ws: Workspace, cfg: TrainConfig, finder: FinderConfig):
 def run_finder(ws: Workspace, cfg: TrainConfig, finder: FinderConfig, stop):
     """The LR finder job's body: decode once (shared with training), run the range test, and keep a complete
     result for the model card of a later training of the same model and strategy."""
-    prepared = yield from ws.decoded(cfg)
-    for event in find(prepared, cfg, finder, stop):
+    decoded = yield from ws.decoded(cfg)
+    for event in find(decoded, cfg, finder, stop):
         if isinstance(event, LRFinished) and not event.stopped:
             ws.lr_result = (cfg.model, cfg.resolved_strategy(), event)
         yield event
@@ -131,7 +131,7 @@ def evaluate_workspace(ws: Workspace) -> dict:
         raise UserError("There is no trained model yet: train one on the Train tab (or load one on the Classify tab).")
     dataset = ws.dataset_or_builtin()
     names = predictor.class_names
-    _, val_idx = data_lib.split_dataset(dataset, *ws.model_split)
+    _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     val_idx = items_of_known_classes(dataset, val_idx, names)
     decoded, _ = data_lib.decode(dataset, val_idx, predictor.img_size)  # unreadable files are skipped, labels follow
     images = list(decoded.x.permute(0, 2, 3, 1).numpy())
@@ -143,7 +143,7 @@ def evaluate_workspace(ws: Workspace) -> dict:
 def validation_examples(ws: Workspace) -> list:
     """A few validation images spread over the classes, as (array, class name), at the model's size if any."""
     dataset = ws.dataset_or_builtin()
-    _, val_idx = data_lib.split_dataset(dataset, *ws.model_split)
+    _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     by_class = {}
     for i in val_idx:
         by_class.setdefault(dataset.labels[i], []).append(i)

@@ -11,36 +11,36 @@ from pathlib import Path
 
 from engine import data as data_lib
 from engine.labelled import IMBALANCED, LIST_LIMIT, SKIPPED, DataWarning
-from engine.train import Prepared
+from engine.train import Decoded
 
 IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accuracy alone then flatters a model)
 
 
-def summary(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
+def summary(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:
     counts = dataset.counts()
     origin = str(dataset.origin.get("source", ""))
     name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
     return "\n\n".join([
         f"**{len(dataset)} images in {len(counts)} classes** from `{name}`",
         "Classes: " + ", ".join(f"{name} ({n})" for name, n in counts.items()),
-        split_sizes(dataset, prepared),
+        split_sizes(dataset, decoded),
     ])
 
 
-def split_sizes(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
+def split_sizes(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:
     """Training and validation sizes: as decoded when it was (unreadable images are then left out)."""
-    if prepared is not None:
-        n_train, n_val = len(prepared.train), len(prepared.val)
+    if decoded is not None:
+        n_train, n_val = len(decoded.train), len(decoded.val)
     else:
-        n_train, n_val = (len(part) for part in data_lib.split_dataset(dataset))
+        n_train, n_val = (len(part) for part in data_lib.holdout(dataset))
     how = ("the dataset's own train/validation split" if dataset.has_own_split()
            else "stratified, 20 %; the Train tab's validation fraction changes it")
     return f"Split: {n_train} for training, {n_val} for validation ({how})."
 
 
-def warnings(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> list[str]:
+def warnings(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> list[str]:
     """The warnings to show, as sentences: the engine's (read by kind, never by their words), then this tab's."""
-    found = list(dataset.warnings) + [w for w in (prepared.warnings if prepared else []) if w not in dataset.warnings]
+    found = list(dataset.warnings) + [w for w in (decoded.warnings if decoded else []) if w not in dataset.warnings]
     named = {file for w in found for file in w.files}
     unnamed = [s for s in dataset.skipped if s not in named]
     if unnamed:
@@ -65,8 +65,8 @@ def imbalance(dataset: data_lib.LabelledImages) -> list[DataWarning]:
                                     "the model to favour the big ones.", dict(largest=counts[big], smallest=counts[small]))]
 
 
-def warnings_markdown(dataset: data_lib.LabelledImages, prepared: Prepared | None = None) -> str:
-    found = warnings(dataset, prepared)
+def warnings_markdown(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:
+    found = warnings(dataset, decoded)
     if not found:
         return "No problems found."
     return "**Warnings**\n\n" + "\n".join(f"- {w}" for w in found)

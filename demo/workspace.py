@@ -26,7 +26,7 @@ from pathlib import Path
 
 from engine.data import LabelledImages, load_builtin
 from engine.predict import Predictor
-from engine.train import Prepared, TrainConfig, ensure_prepared, prepare
+from engine.train import Decoded, TrainConfig, decode_once, ensure_decoded
 
 log = logging.getLogger("snapfit.workspace")
 DEFAULT_TTL = 4 * 3600.0  # seconds a session's files outlive its last use
@@ -51,7 +51,7 @@ class Workspace:
     key: str
     folder: Path
     dataset: LabelledImages | None = None
-    prepared: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Prepared: see decoded()
+    decode_cache: dict = field(default_factory=dict)  # (img_size, val_fraction, seed) -> Decoded: see decoded()
     model_dir: Path | None = None
     predictor: Predictor | None = None
     train_settings: dict | None = None  # the Train tab's values of the latest run, restored after a reload
@@ -65,7 +65,7 @@ class Workspace:
 
     def set_dataset(self, dataset: LabelledImages) -> None:
         with self.lock:
-            self.dataset, self.prepared, self.evaluation = dataset, {}, None
+            self.dataset, self.decode_cache, self.evaluation = dataset, {}, None
 
     def dataset_or_builtin(self) -> LabelledImages:
         """The chosen dataset, or the built-in shapes when none was chosen (the app's default)."""
@@ -75,20 +75,20 @@ class Workspace:
 
     def decoded(self, cfg: TrainConfig):
         """The dataset decoded at cfg's size: once per session, reused by every later run (a generator, as
-        engine.train.ensure_prepared: `prepared = yield from ws.decoded(cfg)`)."""
-        key = prepared_key(cfg)
-        if key not in self.prepared:
-            self.prepared[key] = yield from ensure_prepared(self.dataset_or_builtin(), cfg)
-        return self.prepared[key]
+        engine.train.ensure_decoded: `decoded = yield from ws.decoded(cfg)`)."""
+        key = decoded_key(cfg)
+        if key not in self.decode_cache:
+            self.decode_cache[key] = yield from ensure_decoded(self.dataset_or_builtin(), cfg)
+        return self.decode_cache[key]
 
-    def decode_now(self, cfg: TrainConfig, progress=None) -> Prepared:
+    def decode_now(self, cfg: TrainConfig, progress=None) -> Decoded:
         """Decode the dataset for cfg at once, reporting progress (the Data tab does it right after a load, to
         find unreadable and duplicated images); a run with the same size and split then starts without decoding."""
-        key = prepared_key(cfg)
-        if key not in self.prepared:
-            self.prepared[key] = prepare(self.dataset_or_builtin(), cfg.img_size, cfg.val_fraction, cfg.seed,
+        key = decoded_key(cfg)
+        if key not in self.decode_cache:
+            self.decode_cache[key] = decode_once(self.dataset_or_builtin(), cfg.img_size, cfg.val_fraction, cfg.seed,
                                          progress=progress, memory_budget_mb=cfg.memory_budget_mb)
-        return self.prepared[key]
+        return self.decode_cache[key]
 
     def set_model(self, model_dir: str | Path, split: tuple[float, int] = (0.2, 0), predictor: Predictor | None = None) -> None:
         """Use this model folder from now on (`predictor`: already loaded from it, if the caller has one)."""
@@ -108,7 +108,7 @@ class Workspace:
             return self.predictor
 
 
-def prepared_key(cfg: TrainConfig) -> tuple:
+def decoded_key(cfg: TrainConfig) -> tuple:
     """What a decoded dataset depends on: a run with other values decodes again."""
     return cfg.img_size, cfg.val_fraction, cfg.seed
 

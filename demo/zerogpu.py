@@ -24,7 +24,7 @@ itself is only installed on Hugging Face's runtime):
   an exception the worker sent back, and raises "GPU task aborted" if the worker dies;
 - the worker is a fork on the same machine: it writes the same disk, but shares no memory with the server after
   the fork: an Event set by the Stop button in the server is invisible to the copy the worker unpickled.
-So everything `train_chunk` takes and yields must pickle: the Prepared data, the TrainConfig, strings, the events
+So everything `train_chunk` takes and yields must pickle: the Decoded data, the TrainConfig, strings, the events
 (plain dataclasses), and the stop token, made shareable here (engine/stopping.py: a flag file that `stop()`
 creates), so that Stop ends the chunk in the worker after its current step, not only at the next chunk boundary.
 tests/demo/test_zerogpu.py runs the chunks through a stand-in that forks and pickles in the same way.
@@ -55,11 +55,11 @@ def gpu(duration: int):
 
 
 @gpu(CHUNK_SECONDS)
-def train_chunk(prepared, cfg, out_dir: str, stop, checkpoint: str, budget: float):
+def train_chunk(decoded, cfg, out_dir: str, stop, checkpoint: str, budget: float):
     """One GPU call: train from the checkpoint (if any) until the budget is spent, yielding events. On ZeroGPU it
     runs in the GPU worker on pickled copies of its arguments: `stop` must be shareable (train_in_chunks makes it so)."""
     one_cpu_thread_when_forked()
-    yield from fit(prepared, cfg, out_dir, stop, checkpoint=checkpoint, time_budget=budget)
+    yield from fit(decoded, cfg, out_dir, stop, checkpoint=checkpoint, time_budget=budget)
 
 
 def one_cpu_thread_when_forked() -> None:
@@ -76,14 +76,14 @@ def one_cpu_thread_when_forked() -> None:
         torch.set_num_threads(1)
 
 
-def train_in_chunks(prepared, cfg, out_dir: str, stop: StopToken | None = None, budget: float = CHUNK_SECONDS - SAVE_MARGIN):
+def train_in_chunks(decoded, cfg, out_dir: str, stop: StopToken | None = None, budget: float = CHUNK_SECONDS - SAVE_MARGIN):
     """Yield the events of one training run made of as many GPU calls as it needs. `stop` becomes shareable: the
     caller's token, stopped from any thread of this process, stops the chunk running in the GPU worker."""
     stop = (stop or StopToken()).shareable()
     checkpoint = Path(f"{out_dir}.resume.pt")
     while True:
         last = None
-        for last in train_chunk(prepared, cfg, out_dir, stop, str(checkpoint), budget):
+        for last in train_chunk(decoded, cfg, out_dir, stop, str(checkpoint), budget):
             yield last
         if last is None or last.kind != "paused":
             return

@@ -1,4 +1,4 @@
-"""Data: sources -> labelled images -> train/validation split -> uint8 tensors decoded once -> batches.
+"""Data: sources -> labelled images -> validation holdout -> uint8 tensors decoded once -> batches.
 
 Sources (`load`): `builtin:shapes`; a folder or .zip of class folders, or of train/ + val/ (+ test/) holding
 them (engine/folders.py); a Hugging Face Hub dataset id `owner/name` or a local copy of a Hub dataset repo
@@ -29,9 +29,9 @@ from engine.errors import UserError
 from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
 from engine.hub_data import is_hub_id, is_repo_folder, load_hub
 from engine.images import DECODE_ERRORS, IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_rgb, to_square  # noqa: F401 (API)
-from engine.labelled import DataWarning, LabelledImages, first_per_class, listed, split_dataset, split_description, validate  # noqa: F401 (API)
+from engine.labelled import DataWarning, LabelledImages, first_per_class, holdout, holdout_description, listed, validate  # noqa: F401 (API)
 
-split = labelled.split  # the stratified split (load() has a `split` argument: the name of a source's split)
+stratified_holdout = labelled.stratified_holdout
 BUILTIN = "builtin:shapes"
 DEFAULT_MEMORY_BUDGET_MB = 2048  # decoded images kept in memory; SNAPFIT_MEMORY_BUDGET_MB overrides it
 DECODE_THREADS = int(os.environ.get("SNAPFIT_DECODE_THREADS", min(8, os.cpu_count() or 1)))  # PIL decodes without the GIL
@@ -196,7 +196,7 @@ def decode(data: LabelledImages, indices, size: int, progress=None, lazy: bool =
     return Tensors(x, y, keep, digests), bad
 
 
-def decode_split(data: LabelledImages, train_idx, val_idx, size: int, progress=None, memory_budget: int | None = None):
+def decode_train_val(data: LabelledImages, train_idx, val_idx, size: int, progress=None, memory_budget: int | None = None):
     """Decode a train/validation split once: (train Tensors, val Tensors, unreadable names, warnings).
 
     Lazy beyond the memory budget. Warns about unreadable images (and records them on `data`) and about
@@ -265,7 +265,7 @@ def augmentation_preview(data: LabelledImages, preset: str, size: int, n: int = 
     training loop augments them. Returns [(uint8 H x W x 3 array, caption)]."""
     if preset not in AUGMENTATIONS:
         raise UserError(f"Augmentation must be one of {', '.join(AUGMENTATIONS)} (got {preset!r}).")
-    train, _ = split_dataset(data, seed=seed)
+    train, _ = holdout(data, seed=seed)
     picks = np.random.default_rng(seed).choice(train, size=min(n, len(train)), replace=False)
     images, _ = decode(data, picks.tolist(), size)
     originals = images.x.float().div(255.0)

@@ -1,8 +1,11 @@
-"""A dataset before decoding (`LabelledImages`), its checks, and its train/validation split.
+"""A dataset before decoding (`LabelledImages`), its checks, and the validation images it holds out.
+
+"Split" here always means a source's own named part (a Hub split, a train/ or val/ folder); the train/validation
+partition made for a run is the "holdout".
 
 Every source (built-in, folder, zip, Hub) ends here. When the source has its own train/validation split
-(`train/` + `val/` folders, a Hub dataset's splits) it is recorded in `splits` and `split_dataset` uses it;
-otherwise the split is stratified and fully determined by (val_fraction, seed).
+(`train/` + `val/` folders, a Hub dataset's splits) it is recorded in `splits` and `holdout` uses it;
+otherwise the holdout is stratified and fully determined by (val_fraction, seed).
 """
 from __future__ import annotations
 
@@ -139,11 +142,11 @@ def validate(data: LabelledImages) -> LabelledImages:
     return data
 
 
-# ---------------------------------------------------------------------------------------------- split
+# ---------------------------------------------------------------------------------------------- holdout
 
 
-def split(labels: list[int], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Stratified split: about val_fraction of each class goes to validation (at least one, never all)."""
+def stratified_holdout(labels: list[int], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A stratified holdout: about val_fraction of each class goes to validation (at least one, never all)."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"Validation fraction must be between 0 and 1 (got {val_fraction}).")
     rng = np.random.default_rng(seed)
@@ -157,16 +160,16 @@ def split(labels: list[int], val_fraction: float = 0.2, seed: int = 0) -> tuple[
     return sorted(train), sorted(val)
 
 
-def split_dataset(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """(train, validation) item indices: the dataset's own split when it has one (val_fraction and seed are
-    then unused), else the stratified split of `split`. The same dataset always gives the same split."""
+def holdout(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, validation) item indices: the source's own train and validation splits when it has them
+    (val_fraction and seed are then unused), else a stratified holdout. The same dataset always gives the same."""
     if data.has_own_split():
         return sorted(data.splits["train"]), sorted(data.splits["validation"])
-    return split(data.labels, val_fraction, seed)
+    return stratified_holdout(data.labels, val_fraction, seed)
 
 
-def split_description(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> dict:
-    """What a model folder records so its split can be made again (see engine.train)."""
+def holdout_description(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> dict:
+    """What a model folder records so its holdout can be made again (see engine.train)."""
     if data.has_own_split():
         return dict(kind="dataset", note="the dataset's own train/validation split")
     return dict(kind="stratified", val_fraction=val_fraction, seed=seed)

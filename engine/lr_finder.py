@@ -21,7 +21,7 @@ import torch
 from engine.config import FinderConfig
 from engine.events import LRFinished, LRStep
 from engine.stopping import StopToken
-from engine.train import Learner, OnFeatures, OnImages, TrainConfig, ensure_prepared, epoch_batches, plan, preflight, set_lrs, train_step
+from engine.train import Learner, OnFeatures, OnImages, TrainConfig, ensure_decoded, epoch_batches, plan, preflight, set_lrs, train_step
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."
 
@@ -38,8 +38,8 @@ def find(
     stop = stop or StopToken()
     t0 = time.perf_counter()
     if learner is None:
-        prepared = yield from ensure_prepared(data, cfg)
-        learner = Learner(prepared, cfg)
+        decoded = yield from ensure_decoded(data, cfg)
+        learner = Learner(decoded, cfg)
     saved = _snapshot(learner.model)
     try:
         lrs, losses = yield from _range_test(learner, finder, stop)

@@ -49,7 +49,7 @@ def public_metrics(metrics: dict) -> dict:
     out["hyperparameters"] = hyper
     if isinstance(out.get("weights"), str) and "/" in out["weights"]:
         out["weights"] = re.sub(r"(/[^\s/]+)+/([^\s/]+)", r"\2", out["weights"])
-    if isinstance(out.get("data"), dict):  # {source, load: {source, ...}, split}: see engine.train.prepare
+    if isinstance(out.get("data"), dict):  # {source, load: {source, ...}, split}: see engine.train.decode_once
         data = dict(out["data"], source=public_source(out["data"].get("source")))
         if isinstance(data.get("load"), dict):
             data["load"] = dict(data["load"], source=public_source(data["load"].get("source")))

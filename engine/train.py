@@ -62,8 +62,9 @@ def preflight(cfg: TrainConfig) -> TrainConfig:
 
 
 @dataclass
-class Prepared:
-    """A split dataset decoded once at one size; reusable across LR finding and training runs."""
+class Decoded:
+    """A dataset with its validation images held out, decoded once at one size; reusable across LR finding and
+    training runs."""
 
     class_names: list[str]
     train: data_lib.Tensors
@@ -71,28 +72,30 @@ class Prepared:
     img_size: int
     skipped: list[str]
     warnings: list[str] = field(default_factory=list)
-    data_info: dict = field(default_factory=dict)  # source and split, written to metrics.json to make them again
+    data_info: dict = field(default_factory=dict)  # source and holdout, written to metrics.json to make them again
 
 
-def prepare(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None,
-            memory_budget_mb: int | None = None) -> Prepared:
-    train_idx, val_idx = data_lib.split_dataset(data, val_fraction, seed)
+def decode_once(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None,
+                memory_budget_mb: int | None = None) -> Decoded:
+    """Hold out the validation images and decode both parts once at `img_size`: what every run and LR test of
+    this dataset at this size reuses."""
+    train_idx, val_idx = data_lib.holdout(data, val_fraction, seed)
     if not val_idx:
         raise UserError("Too few images for a validation split: give every class at least 2 images.")
-    train, val, bad, warnings = data_lib.decode_split(data, train_idx, val_idx, img_size, progress, memory_budget_mb)
-    info = dict(source=data.source, load=data.origin, split=data_lib.split_description(data, val_fraction, seed))
-    return Prepared(list(data.class_names), train, val, img_size, bad, warnings, info)
+    train, val, bad, warnings = data_lib.decode_train_val(data, train_idx, val_idx, img_size, progress, memory_budget_mb)
+    info = dict(source=data.source, load=data.origin, holdout=data_lib.holdout_description(data, val_fraction, seed))
+    return Decoded(list(data.class_names), train, val, img_size, bad, warnings, info)
 
 
-def ensure_prepared(data: data_lib.LabelledImages | Prepared, cfg: TrainConfig):
-    """Decode labelled images once at cfg's size, saying so; a Prepared dataset passes through.
+def ensure_decoded(data: data_lib.LabelledImages | Decoded, cfg: TrainConfig):
+    """Decode labelled images once at cfg's size, saying so; a Decoded dataset passes through.
 
-    A generator returning the Prepared data: callers write `prepared = yield from ensure_prepared(...)`.
+    A generator returning the Decoded data: callers write `decoded = yield from ensure_decoded(...)`.
     """
-    if isinstance(data, Prepared):
+    if isinstance(data, Decoded):
         return data
     yield Log(f"Decoding {len(data)} images once at {cfg.img_size} px")
-    return prepare(data, cfg.img_size, cfg.val_fraction, cfg.seed, memory_budget_mb=cfg.memory_budget_mb)
+    return decode_once(data, cfg.img_size, cfg.val_fraction, cfg.seed, memory_budget_mb=cfg.memory_budget_mb)
 
 
 def device_for() -> torch.device:
@@ -114,15 +117,15 @@ def autocast(enabled: bool, device: torch.device):
 class Learner:
     """Everything one run shares: model, layer groups, data on the device, preprocessing, precision, generators."""
 
-    def __init__(self, prepared: Prepared, cfg: TrainConfig, model=None, report=None) -> None:
-        self.cfg, self.prepared = cfg, prepared
+    def __init__(self, decoded: Decoded, cfg: TrainConfig, model=None, report=None) -> None:
+        self.cfg, self.decoded = cfg, decoded
         self.device = device_for()
         if model is None:
-            model, report = models.create(cfg.model, len(prepared.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate,
-                                          prepared.img_size)
+            model, report = models.create(cfg.model, len(decoded.class_names), cfg.weights, cfg.drop_rate, cfg.drop_path_rate,
+                                          decoded.img_size)
         self.model, self.report = model.to(self.device), report
         distributed.broadcast_state(self.model)  # under torchrun: every process starts from rank 0's weights
-        for size in {prepared.img_size, _epoch_size(cfg, prepared.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
+        for size in {decoded.img_size, _epoch_size(cfg, decoded.img_size, 1, cfg.epochs)}:  # progressive resizing starts smaller
             models.check_input_size(self.model, cfg.model, size)
         self.bf16 = use_bf16(cfg, self.device)
         self.channels_last = models.prefers_channels_last(self.model, self.bf16) if cfg.channels_last is None else cfg.channels_last
@@ -131,18 +134,18 @@ class Learner:
         if self.device.type == "cpu":
             small_conv.speed_up(self.model)
         self.groups = models.layer_groups(self.model)
-        self.data_config = models.data_config(self.model, prepared.img_size)
+        self.data_config = models.data_config(self.model, decoded.img_size)
         self.normalize = data_lib.Normalizer(self.data_config["mean"], self.data_config["std"], self.channels_last)
         self.normalize.mean, self.normalize.std = self.normalize.mean.to(self.device), self.normalize.std.to(self.device)
-        self.train_x, self.train_y = prepared.train.x.to(self.device), prepared.train.y.to(self.device)
-        self.val_x, self.val_y = prepared.val.x.to(self.device), prepared.val.y.to(self.device)
+        self.train_x, self.train_y = decoded.train.x.to(self.device), decoded.train.y.to(self.device)
+        self.val_x, self.val_y = decoded.val.x.to(self.device), decoded.val.y.to(self.device)
         self.last_val_logits: torch.Tensor | None = None  # from the latest validation pass
         self.generator = torch.Generator().manual_seed(cfg.seed)  # shuffling: the same order on every process
         self.aug_generator = self.generator  # augmentation: different on every process
         if distributed.active():
             self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1 + distributed.rank())
             torch.manual_seed(cfg.seed + 1 + distributed.rank())  # dropout, drop path, mixup: per process too
-        self.num_classes = len(prepared.class_names)
+        self.num_classes = len(decoded.class_names)
         self.optimizer_in_use: torch.optim.Optimizer | None = None  # the running phase's: what a checkpoint saves
 
     def autocast(self):
@@ -358,7 +361,7 @@ class OnImages:
         self.params = list(learner.model.parameters())
         self.mixer, self.loss_fn = _loss_fn(cfg, learner.num_classes)
         self.mixing = self.mixer is not None
-        self.size = learner.prepared.img_size
+        self.size = learner.decoded.img_size
         models.set_trainable(self.model, learner.groups, 0)  # the optimiser must see every parameter it may ever train
         self.model.zero_grad(set_to_none=True)  # a head-only phase before this one leaves its last gradients behind
 
@@ -373,7 +376,7 @@ class OnImages:
         if distributed.active() and first != self.wrapped_from:  # DDP reduces the parameters trainable when it wraps
             self.net, self.wrapped_from = None, first  # drop the old wrapper (and its gradient hooks) first
             self.net = distributed.wrap(self.model)
-        self.size = _epoch_size(cfg, learner.prepared.img_size, epoch_in_phase, self.phase.epochs)
+        self.size = _epoch_size(cfg, learner.decoded.img_size, epoch_in_phase, self.phase.epochs)
 
     def loss_of(self, idx: torch.Tensor) -> torch.Tensor:
         learner = self.learner
@@ -409,7 +412,7 @@ def steps_per_epoch(learner: Learner, source) -> int:
 
 
 def fit(
-    data: data_lib.LabelledImages | Prepared,
+    data: data_lib.LabelledImages | Decoded,
     cfg: TrainConfig,
     out_dir: str,
     stop: StopToken | None = None,
@@ -429,7 +432,7 @@ def fit(
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)  # timm's Mixup draws from numpy's global generator
-    data = yield from ensure_prepared(data, cfg)
+    data = yield from ensure_decoded(data, cfg)
     distributed.check_sizes(len(data.train), len(data.val))
     for warning in data.warnings:
         yield Log(str(warning))
@@ -515,7 +518,7 @@ def _run_phase(learner: Learner, phase: Phase, state: RunState, stop: StopToken)
             return
 
 
-def _started(learner: Learner, phases: list[Phase], data: Prepared) -> Started:
+def _started(learner: Learner, phases: list[Phase], data: Decoded) -> Started:
     mixing = learner.cfg.mixup > 0 or learner.cfg.cutmix > 0
     per_phase = [len(steps_of(epoch_batches(learner, len(data.train), mixing and not p.on_features), learner.cfg.accum_steps))
                  for p in phases]
@@ -609,7 +612,7 @@ def _save(learner: Learner, state: RunState, out_dir: str, seconds: float):
     logits = state.best_logits if state.best_logits is not None else learner.predict_val()
     preds = logits.argmax(1).cpu()
     y = learner.val_y.cpu()
-    names = learner.prepared.class_names
+    names = learner.decoded.class_names
     metrics = dict(
         best_epoch=state.best_epoch,
         val_accuracy=float((preds == y).float().mean()),
@@ -622,7 +625,7 @@ def _save(learner: Learner, state: RunState, out_dir: str, seconds: float):
                                             head_lr=cfg.resolved_head_lr(), freeze_bn=cfg.resolved_freeze_bn(),
                                             channels_last=learner.channels_last),
         weights=learner.report.describe(),
-        data=learner.prepared.data_info,
+        data=learner.decoded.data_info,
         num_train=len(learner.train_y),
         num_val=len(learner.val_y),
         seconds=round(seconds, 2),

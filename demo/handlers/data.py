@@ -12,11 +12,11 @@ import gradio as gr
 from demo import actions, data_report, folder_upload, plots
 from demo.context import Context, user_errors
 from demo.progress import TrainingProgress
-from demo.workspace import Workspace, prepared_key
+from demo.workspace import Workspace, decoded_key
 from engine import data as data_lib
 from engine.errors import UserError
 from engine.export import read_metrics
-from engine.train import Prepared, TrainConfig, preflight
+from engine.train import Decoded, TrainConfig, preflight
 
 PREVIEW_IMAGES = 96  # about this many thumbnails in the gallery (at least one per class), at most 4 per class
 PREVIEW_PER_CLASS = 4
@@ -120,22 +120,22 @@ def load_zip(ctx: Context, ui: DataUI, path, key=None, progress=PROGRESS) -> dic
 
 def show(ctx: Context, ui: DataUI, ws: Workspace, dataset: data_lib.LabelledImages, progress) -> dict:
     """Make `dataset` the session's, decode it for the first model, and show it."""
-    prepared, problem = actions.use_dataset(ctx, ws, dataset, first_model_config(ctx), reporter(progress, "Decoding"))
-    return {ui.key: ws.key, **render(ui, dataset, prepared, problem)}
+    decoded, problem = actions.use_dataset(ctx, ws, dataset, first_model_config(ctx), reporter(progress, "Decoding"))
+    return {ui.key: ws.key, **render(ui, dataset, decoded, problem)}
 
 
 def show_workspace(ctx: Context, ui: DataUI, ws: Workspace) -> dict:
     """The tab for a session's dataset (page load): the built-in one when none was chosen."""
-    prepared = ws.prepared.get(prepared_key(first_model_config(ctx)))
-    return render(ui, ws.dataset_or_builtin(), prepared)
+    decoded = ws.decode_cache.get(decoded_key(first_model_config(ctx)))
+    return render(ui, ws.dataset_or_builtin(), decoded)
 
 
-def render(ui: DataUI, dataset: data_lib.LabelledImages, prepared: Prepared | None = None, problem: str | None = None) -> dict:
+def render(ui: DataUI, dataset: data_lib.LabelledImages, decoded: Decoded | None = None, problem: str | None = None) -> dict:
     """Summary with split sizes, warnings, class counts and preview for a dataset (and its decoded form)."""
-    warnings = data_report.warnings_markdown(dataset, prepared)
+    warnings = data_report.warnings_markdown(dataset, decoded)
     if problem:
         warnings = f"**Not ready to train:** {problem}\n\n{warnings}"
-    return {ui.summary: data_report.summary(dataset, prepared), ui.warnings: warnings,
+    return {ui.summary: data_report.summary(dataset, decoded), ui.warnings: warnings,
             ui.counts: plots.class_counts(dataset.counts()), ui.gallery: preview(dataset)}
 
 

@@ -43,7 +43,7 @@ def test_unreadable_images_found_while_decoding_are_named_as_files(tmp_path):
             Image.new("RGB", (8, 8), (40 * i, 90, 0 if name == "a" else 200)).save(tmp_path / name / f"{i}.png")
     ds = data_lib.load_folder(tmp_path)
     (tmp_path / "a" / "2.png").write_bytes(b"broken since it was listed")
-    _, _, bad, warnings = data_lib.decode_split(ds, *data_lib.split_dataset(ds), 8)
+    _, _, bad, warnings = data_lib.decode_train_val(ds, *data_lib.holdout(ds), 8)
     (skipped,) = [w for w in warnings if w.kind == labelled.SKIPPED]
     assert skipped.files == tuple(bad) == ("a/2.png",) and skipped.numbers == {"files": 1}
     assert skipped in ds.warnings  # the Data tab sees it too

@@ -18,7 +18,7 @@ from demo.tabs import evaluate as evaluate_tab
 from demo.tabs import export as export_tab
 from demo.train_form import form_values
 from demo.wiring import bind
-from demo.workspace import Workspaces, prepared_key
+from demo.workspace import Workspaces, decoded_key
 from engine.events import EpochEnd, Finished, Log, Started, Step, describe
 from engine.train import RECIPES
 from tests.live_app import colour_zip
@@ -112,7 +112,7 @@ def test_a_load_shows_the_dataset_and_decodes_it_for_the_first_model(ctx, ui, tm
     ws = ctx.workspace(update[ui.data.key])
     assert "36 images in 3 classes" in update[ui.data.summary] and update[ui.data.warnings] == "No problems found."
     assert update[ui.data.counts]["images"].tolist() == [12, 12, 12] and len(update[ui.data.gallery]) == 12
-    assert list(ws.prepared) == [prepared_key(data.first_model_config(ctx))]  # the Data tab's own run, decoded once
+    assert list(ws.decode_cache) == [decoded_key(data.first_model_config(ctx))]  # the Data tab's own run, decoded once
     assert data.first_prompt(ui.data)[ui.data.first_status] == data.FIRST_PROMPT
     with pytest.raises(gr.Error, match="Choose a .zip file first"):
         data.load_zip(ctx, ui.data, None, ws.key, no_progress)

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from engine.stopping import StopToken
-from engine.train import TrainConfig, fit, prepare
+from engine.train import TrainConfig, decode_once, fit
 
 HUNG_AFTER_S = 60
 CFG = TrainConfig(model="resnet10t", weights="scratch", epochs=3, batch_size=32, img_size=32, lr=3e-3, bf16=False)
@@ -114,8 +114,8 @@ def _serve(task, arg_queue, res_queue) -> None:
 
 
 @pytest.fixture(scope="module")
-def prepared(small_shapes):
-    return prepare(small_shapes, 32)
+def decoded(small_shapes):
+    return decode_once(small_shapes, 32)
 
 
 @pytest.fixture
@@ -153,12 +153,12 @@ def test_without_spaces_the_decorator_changes_nothing():
     assert "spaces" not in sys.modules and zerogpu.gpu(60)(f) is f
 
 
-def test_a_run_in_gpu_calls_gives_the_model_of_one_run(zerogpu, prepared, tmp_path):
+def test_a_run_in_gpu_calls_gives_the_model_of_one_run(zerogpu, decoded, tmp_path):
     module, spaces = zerogpu
     # the server's own CPU work (decoding, predictions) starts PyTorch's thread pool before the worker is forked:
     # without demo.zerogpu.one_cpu_thread_when_forked the worker would wait forever on its first parallel operation
     torch.randn(2_000_000).mul_(2).sum()
-    events = list(module.train_in_chunks(prepared, CFG, str(tmp_path / "chunked"), StopToken(), budget=0))
+    events = list(module.train_in_chunks(decoded, CFG, str(tmp_path / "chunked"), StopToken(), budget=0))
     assert spaces.calls == [module.CHUNK_SECONDS] * 3  # one GPU call per epoch with a budget that fits only one
     assert [e.kind for e in events].count("paused") == 2 and events[-1].kind == "finished"
     # all three in the worker, which saved the model folder there, from weights resumed through the checkpoint
@@ -167,19 +167,19 @@ def test_a_run_in_gpu_calls_gives_the_model_of_one_run(zerogpu, prepared, tmp_pa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker ran (sums over another number of threads round differently)
     try:
-        list(fit(prepared, CFG, str(tmp_path / "whole")))
+        list(fit(decoded, CFG, str(tmp_path / "whole")))
     finally:
         torch.set_num_threads(threads)
     assert (tmp_path / "chunked" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
     assert not (tmp_path / "chunked.resume.pt").exists()
 
 
-def test_stop_pressed_while_a_chunk_runs_ends_it_in_the_worker_after_the_current_step(zerogpu, prepared, tmp_path,
+def test_stop_pressed_while_a_chunk_runs_ends_it_in_the_worker_after_the_current_step(zerogpu, decoded, tmp_path,
                                                                                       slow_steps):
     module, spaces = zerogpu
     cfg = dataclasses.replace(CFG, batch_size=4)  # 24 steps an epoch
     stop, events = StopToken(), []
-    for event in module.train_in_chunks(prepared, cfg, str(tmp_path / "m"), stop, budget=0):
+    for event in module.train_in_chunks(decoded, cfg, str(tmp_path / "m"), stop, budget=0):
         events.append(event)
         if event.kind == "step" and not stop.stopped:
             stop.stop()  # as the Stop button does, from the server process, while the worker trains
@@ -193,10 +193,10 @@ def test_stop_pressed_while_a_chunk_runs_ends_it_in_the_worker_after_the_current
     assert not (tmp_path / "m.resume.pt").exists()
 
 
-def test_stop_between_gpu_calls_keeps_the_best_epoch(zerogpu, prepared, tmp_path):
+def test_stop_between_gpu_calls_keeps_the_best_epoch(zerogpu, decoded, tmp_path):
     module, spaces = zerogpu
     stop, events = StopToken(), []
-    for event in module.train_in_chunks(prepared, CFG, str(tmp_path / "m"), stop, budget=0):
+    for event in module.train_in_chunks(decoded, CFG, str(tmp_path / "m"), stop, budget=0):
         events.append(event)
         if event.kind == "paused":
             stop.stop()  # after the worker's last step of this chunk, before the next call
@@ -204,32 +204,32 @@ def test_stop_between_gpu_calls_keeps_the_best_epoch(zerogpu, prepared, tmp_path
     assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "m.resume.pt").exists()
 
 
-def test_the_stand_in_really_pickles_so_an_unpicklable_argument_fails(zerogpu, prepared, tmp_path):
+def test_the_stand_in_really_pickles_so_an_unpicklable_argument_fails(zerogpu, decoded, tmp_path):
     """What made chunked training fail on a real ZeroGPU Space: a plain StopToken (a threading.Event inside) given
     to the GPU function. The stand-in refuses it as spaces does, before any worker runs the function."""
     module, spaces = zerogpu
-    chunk = module.train_chunk(prepared, CFG, str(tmp_path / "m"), StopToken(), str(tmp_path / "m.resume.pt"), 0)
+    chunk = module.train_chunk(decoded, CFG, str(tmp_path / "m"), StopToken(), str(tmp_path / "m.resume.pt"), 0)
     with pytest.raises(TypeError, match="cannot pickle a StopToken that is not shareable"):
         next(chunk)
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError), match="(?i)pickle"):
-        next(module.train_chunk(prepared, CFG, str(tmp_path / "m"), lambda: False, str(tmp_path / "m.resume.pt"), 0))
+        next(module.train_chunk(decoded, CFG, str(tmp_path / "m"), lambda: False, str(tmp_path / "m.resume.pt"), 0))
     assert len(spaces.calls) == 2 and not (tmp_path / "m").exists()
 
 
-def test_an_error_in_the_worker_reaches_the_caller(zerogpu, prepared, tmp_path):
+def test_an_error_in_the_worker_reaches_the_caller(zerogpu, decoded, tmp_path):
     """A UserError raised in the worker (here: a model name that does not exist) comes back pickled and is raised."""
     from engine.errors import UserError
 
     module, _ = zerogpu
     cfg = dataclasses.replace(CFG, model="no_such_model")
     with pytest.raises(UserError, match="no_such_model"):
-        list(module.train_in_chunks(prepared, cfg, str(tmp_path / "m"), StopToken(), budget=0))
+        list(module.train_in_chunks(decoded, cfg, str(tmp_path / "m"), StopToken(), budget=0))
 
 
 def test_lazily_decoded_data_crosses_to_the_worker_too(small_shapes):
-    """Beyond the memory budget, Prepared holds LazyImages (the labelled images, decoded per batch): it pickles, and
+    """Beyond the memory budget, Decoded holds LazyImages (the labelled images, decoded per batch): it pickles, and
     the copy decodes the same pixels."""
-    lazy = prepare(small_shapes, 32, memory_budget_mb=0)
+    lazy = decode_once(small_shapes, 32, memory_budget_mb=0)
     assert not isinstance(lazy.train.x, torch.Tensor)
     copy = pickle.loads(pickle.dumps(lazy))
     assert torch.equal(copy.train.x[[0, 5]], lazy.train.x[[0, 5]]) and torch.equal(copy.val.y, lazy.val.y)

@@ -49,16 +49,16 @@ def make_repo(root: Path, splits: dict, configs: dict | None = None) -> Path:
 
 
 def seed_cache(repo: Path, repo_id: str, cache_dir: Path, config: str = "default") -> None:
-    """File the prepared dataset of `repo` in `cache_dir` under `repo_id`, as a real download would."""
+    """File the decoded dataset of `repo` in `cache_dir` under `repo_id`, as a real download would."""
     import datasets
 
     work = cache_dir / "_work"
     datasets.load_dataset_builder(str(repo), name=config, cache_dir=str(work)).download_and_prepare()
-    prepared = glob.glob(str(work / repo.name / config / "*" / "*"))
-    prepared = [p for p in prepared if os.path.isdir(p)][0]
-    version, digest = Path(prepared).parent.name, Path(prepared).name
+    decoded = glob.glob(str(work / repo.name / config / "*" / "*"))
+    decoded = [p for p in decoded if os.path.isdir(p)][0]
+    version, digest = Path(decoded).parent.name, Path(decoded).name
     dest = cache_dir / repo_id.replace("/", "___") / config / version / digest
-    shutil.copytree(prepared, dest)
+    shutil.copytree(decoded, dest)
     for f in dest.glob(f"{repo.name}-*.arrow"):  # arrow files are named after the dataset, not the folder
         f.rename(f.with_name(f.name.replace(f"{repo.name}-", f"{repo_id.split('/')[1]}-", 1)))
     shutil.rmtree(work)

@@ -88,11 +88,11 @@ def test_not_a_zip(tmp_path):
 
 def test_stratified_split_keeps_proportions_and_singletons_out_of_validation():
     labels = [0] * 50 + [1] * 10 + [2]
-    train, val = data.split(labels, 0.2, seed=0)
+    train, val = data.stratified_holdout(labels, 0.2, seed=0)
     assert sorted(train + val) == list(range(61))
     val_labels = [labels[i] for i in val]
     assert val_labels.count(0) == 10 and val_labels.count(1) == 2 and 2 not in val_labels
-    assert data.split(labels, 0.2, seed=0) == (train, val)
+    assert data.stratified_holdout(labels, 0.2, seed=0) == (train, val)
 
 
 def test_augment_keeps_shape_and_range_and_is_seeded():
@@ -131,7 +131,7 @@ def test_train_and_val_folders_are_the_split(tmp_path, val_name):
     root = make_split_folder(tmp_path / "ds", ("train", val_name))
     ds = data.load(str(root))
     assert ds.class_names == ["cats", "dogs"] and len(ds) == 12
-    train, val = data.split_dataset(ds, 0.5, seed=1)  # the folders decide, not the fraction
+    train, val = data.holdout(ds, 0.5, seed=1)  # the folders decide, not the fraction
     assert [ds.images[i].split("/")[-3] for i in val] == [val_name] * 4 and len(train) == 8
     assert "Validation" not in " ".join(ds.warnings)
 
@@ -187,7 +187,7 @@ def test_loose_files_and_small_classes_are_reported(tmp_path):
     assert ds.counts() == {"cats": 4, "dogs": 4, "lynx": 1} and ds.skipped == ["stray.png"]
     text = " ".join(ds.warnings)
     assert "not in a class folder: stray.png" in text and "fewer than 2 images are kept out of validation: lynx" in text
-    _, val = data.split_dataset(ds)
+    _, val = data.holdout(ds)
     assert 2 not in [ds.labels[i] for i in val]
 
 
@@ -212,8 +212,8 @@ def test_truncated_image_is_skipped_at_decode_and_recorded(tmp_path):
     (root / "cats" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # header fine, data cut
     ds = data.load(str(root))
     assert len(ds) == 13  # the header check passes it
-    train_idx, val_idx = data.split_dataset(ds)
-    train, val, bad, warnings = data.decode_split(ds, train_idx, val_idx, 16)
+    train_idx, val_idx = data.holdout(ds)
+    train, val, bad, warnings = data.decode_train_val(ds, train_idx, val_idx, 16)
     assert len(train) + len(val) == 12 and [b.split("/")[-1] for b in bad] == ["cut.jpg"]
     assert any("unreadable images" in w and "cut.jpg" in w for w in warnings)
     assert ds.skipped[-1].endswith("cut.jpg") and any("cut.jpg" in w for w in ds.warnings)  # the Data tab sees it too

@@ -38,10 +38,10 @@ def test_threads_do_not_change_the_result(folder, monkeypatch):
 
 def test_memory_budget_decides_eager_or_lazy(folder, monkeypatch):
     ds = data.load(str(folder))
-    train_idx, val_idx = data.split_dataset(ds)
-    train, val, _, warnings = data.decode_split(ds, train_idx, val_idx, 24, memory_budget=1)
+    train_idx, val_idx = data.holdout(ds)
+    train, val, _, warnings = data.decode_train_val(ds, train_idx, val_idx, 24, memory_budget=1)
     assert isinstance(train.x, torch.Tensor) and not warnings  # 21 images of 24 px: 36 KB < 1 MB
-    train, val, _, warnings = data.decode_split(ds, train_idx, val_idx, 24, memory_budget=0)
+    train, val, _, warnings = data.decode_train_val(ds, train_idx, val_idx, 24, memory_budget=0)
     assert isinstance(train.x, data.LazyImages) and isinstance(val.x, data.LazyImages)
     assert "exceed the memory budget of 0 MB" in warnings[0]
     monkeypatch.setenv("SNAPFIT_MEMORY_BUDGET_MB", "0")
@@ -60,7 +60,7 @@ def test_identical_train_and_validation_images_are_warned(tmp_path):
                 Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / split_name / name / f"{i}.png")
     (tmp_path / "val" / "b" / "copy.png").write_bytes((tmp_path / "train" / "a" / "1.png").read_bytes())
     ds = data.load(str(tmp_path))
-    _, _, _, warnings = data.decode_split(ds, *data.split_dataset(ds), 16)
+    _, _, _, warnings = data.decode_train_val(ds, *data.holdout(ds), 16)
     assert len(warnings) == 1 and "1 validation images are identical to training images" in warnings[0]
     assert "val/b/copy.png = " in warnings[0] and warnings[0].endswith("train/a/1.png.")
 
@@ -98,5 +98,5 @@ def test_a_bad_memory_budget_is_named():
     from engine.errors import UserError
     from engine.train import TrainConfig
 
-    with pytest.raises(UserError, match="Memory budget must be a whole number of MB"):
+    with pytest.raises(UserError, match="Memory budget \\(MB\\) must be a whole number"):
         TrainConfig(memory_budget_mb=-5).checked()

@@ -20,7 +20,7 @@ from engine import data as data_lib
 from engine import distributed, sample
 from engine.evaluate import confusion_matrix
 from engine.export import load_model_folder
-from engine.train import HEAD_LR, Learner, TrainConfig, epoch_batches, fit, prepare
+from engine.train import HEAD_LR, Learner, TrainConfig, decode_once, epoch_batches, fit
 from tests.engine.test_cli import save_folder
 from tests.live_app import free_port
 
@@ -113,12 +113,12 @@ def test_validation_metrics_count_every_image_once(run, folder):
     """The gathered predictions equal those of one process running the saved model over the validation split."""
     r, out, _ = run
     metrics = json.loads((out / "metrics.json").read_text())
-    prepared = prepare(data_lib.load(str(folder)), 32, 0.2, 0)
-    assert len(prepared.val) % 2 == 1 and metrics["num_val"] == len(prepared.val)
+    decoded = decode_once(data_lib.load(str(folder)), 32, 0.2, 0)
+    assert len(decoded.val) % 2 == 1 and metrics["num_val"] == len(decoded.val)
     model, _ = load_model_folder(out)
-    logits = Learner(prepared, TrainConfig(model="resnet10t", img_size=32, bf16=False), model=model).predict_val()
-    assert metrics["confusion_matrix"] == confusion_matrix(prepared.val.y, logits.argmax(1), 3).tolist()
-    assert metrics["val_accuracy"] == pytest.approx((logits.argmax(1) == prepared.val.y).float().mean().item())
+    logits = Learner(decoded, TrainConfig(model="resnet10t", img_size=32, bf16=False), model=model).predict_val()
+    assert metrics["confusion_matrix"] == confusion_matrix(decoded.val.y, logits.argmax(1), 3).tolist()
+    assert metrics["val_accuracy"] == pytest.approx((logits.argmax(1) == decoded.val.y).float().mean().item())
 
 
 def test_head_on_cached_features_matches_one_process_with_the_global_batch(run, folder, tmp_path):
@@ -211,12 +211,12 @@ def test_training_shards_are_equal_and_cover_every_item(n, processes):
 
 def test_one_process_batches_as_before(small_shapes):
     """Alone, the sharded epoch is exactly data_lib.batches' shuffled epoch: the single-process run is unchanged."""
-    prepared = prepare(small_shapes, 32)
-    learner = Learner(prepared, TrainConfig(model="resnet10t", img_size=32, batch_size=32))
+    decoded = decode_once(small_shapes, 32)
+    learner = Learner(decoded, TrainConfig(model="resnet10t", img_size=32, batch_size=32))
     reference = torch.Generator().manual_seed(0)
     for mixing in (False, True):
-        expected = list(data_lib.batches(len(prepared.train), 32, True, reference, drop_last=mixing))
-        got = epoch_batches(learner, len(prepared.train), mixing, learner.generator)
+        expected = list(data_lib.batches(len(decoded.train), 32, True, reference, drop_last=mixing))
+        got = epoch_batches(learner, len(decoded.train), mixing, learner.generator)
         assert len(got) == len(expected) and all(torch.equal(a, b) for a, b in zip(got, expected))
 
 

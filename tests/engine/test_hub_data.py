@@ -56,7 +56,7 @@ def test_hub_id_loads_from_the_cache_offline_with_its_own_splits(offline_cache):
     ds = data.load("someone/pets")
     assert ds.class_names == CLASSES and len(ds) == 24 and ds.source == "hub:someone/pets"
     assert sorted(ds.splits) == ["train", "validation"] and len(ds.splits["train"]) == 18
-    assert data.split_dataset(ds, 0.5, seed=3) == (ds.splits["train"], ds.splits["validation"])  # own split wins
+    assert data.holdout(ds, 0.5, seed=3) == (ds.splits["train"], ds.splits["validation"])  # own split wins
     assert any("test split has no labelled images" in w for w in ds.warnings)
     assert ds.origin == dict(source="hub:someone/pets", config=None, split=None, image_column="img", label_column="label",
                              max_per_class=None)
@@ -78,7 +78,7 @@ def test_max_per_class_streams_only_that_many(offline_cache):
 def test_one_split_asked_for_is_split_stratified(offline_cache):
     ds = data.load("someone/pets", split="train")
     assert len(ds) == 18 and ds.splits == {}
-    train, val = data.split_dataset(ds, 0.2, 0)
+    train, val = data.holdout(ds, 0.2, 0)
     assert len(val) == 3 and sorted(train + val) == list(range(18))
     with pytest.raises(UserError, match="Unknown split"):
         data.load("someone/pets", split="holdout")
@@ -182,4 +182,4 @@ def test_cli_trains_on_a_hub_id_with_its_own_split(cache, tmp_path):
     assert "warning: The test split has no labelled images" in r.stderr
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["num_train"] == 18 and metrics["num_val"] == 6
-    assert metrics["data"]["split"]["kind"] == "dataset" and metrics["data"]["load"]["label_column"] == "label"
+    assert metrics["data"]["holdout"]["kind"] == "dataset" and metrics["data"]["load"]["label_column"] == "label"

@@ -8,13 +8,13 @@ from engine.config import FinderConfig
 from engine.errors import UserError
 from engine.lr_finder import VIT_NOTE, find, smooth, suggest
 from engine.stopping import StopToken
-from engine.train import Learner, TrainConfig, prepare
+from engine.train import Learner, TrainConfig, decode_once
 
 
 @pytest.mark.parametrize("strategy", ["full", "head"])
 def test_range_test_restores_weights_and_batchnorm_bit_exactly(small_shapes, strategy):
     cfg = TrainConfig(model="resnet10t", strategy=strategy, img_size=32, batch_size=16)
-    learner = Learner(prepare(small_shapes, 32), cfg)
+    learner = Learner(decode_once(small_shapes, 32), cfg)
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     flags = [p.requires_grad for p in learner.model.parameters()]
     events = list(find(None, cfg, FinderConfig(num_steps=30), learner=learner))
@@ -43,7 +43,7 @@ def test_without_stop_div_every_step_runs(small_shapes):
 
 def test_stop_ends_the_test_within_one_step_and_restores(small_shapes):
     cfg = TrainConfig(model="resnet10t", strategy="full", img_size=32, batch_size=16)
-    learner = Learner(prepare(small_shapes, 32), cfg)
+    learner = Learner(decode_once(small_shapes, 32), cfg)
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     stop, events = StopToken(), []
     for event in find(None, cfg, FinderConfig(num_steps=100), stop=stop, learner=learner):

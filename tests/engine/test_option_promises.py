@@ -22,7 +22,7 @@ from engine import data as data_lib
 from engine import models, sample
 from engine.events import EpochEnd, Log
 from engine.export import load_model_folder
-from engine.train import TrainConfig, fit, prepare
+from engine.train import TrainConfig, decode_once, fit
 
 CFG = TrainConfig(model="resnet10t", weights="scratch", epochs=1, batch_size=16, img_size=32, lr=1e-2, bf16=False,
                   augment="none")
@@ -36,7 +36,7 @@ def data32():
     keep = [i for i, y in enumerate(labels) if y < 3]
     labelled = data_lib.LabelledImages(list(sample.CLASSES[:3]), [images[i] for i in keep], [labels[i] for i in keep],
                                        "shapes")
-    return prepare(labelled, 32)
+    return decode_once(labelled, 32)
 
 
 class Watch:

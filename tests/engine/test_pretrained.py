@@ -32,7 +32,7 @@ from engine.export import to_onnx
 from engine.lr_finder import find
 from engine.predict import Predictor
 from engine.stopping import StopToken
-from engine.train import RECIPES, Learner, TrainConfig, fit, preflight, prepare
+from engine.train import RECIPES, Learner, TrainConfig, decode_once, fit, preflight
 from tests.engine.test_cli import cli, save_folder
 from tests.engine.test_distributed import torchrun
 
@@ -271,7 +271,7 @@ def test_a_head_on_imagenet_features_beats_the_same_network_from_scratch_in_the_
     (Not compared: the scratch recipe, a resnet10t at 48 px, which on these small, plain photos got 76-87 %, about as
     good as the head.)"""
     photos = sign_digits(per_class=34)
-    head_data, scratch_data = prepare(photos, 160, val_fraction=0.4), prepare(photos, 64, val_fraction=0.4)
+    head_data, scratch_data = decode_once(photos, 160, val_fraction=0.4), decode_once(photos, 64, val_fraction=0.4)
     assert len(head_data.train) == 200 and torch.equal(head_data.val.y, scratch_data.val.y)  # the same split
     t = time.perf_counter()
     run(head_data, TrainConfig(**RECIPES["quick"] | dict(img_size=160)), tmp_path / "head")
@@ -294,9 +294,9 @@ def test_fine_tuning_beats_a_head_alone_where_imagenet_features_fall_short(tmp_p
     at this size (5 head epochs, then 3 of the whole network at 5e-4, BatchNorm statistics kept) ~70 %
     (measured 69-74 % over 2 datasets x 2 seeds; 2 epochs: 61-67 %)."""
     digits = segment_digits(150, seed=5)
-    prepared = prepare(digits, 32)
-    head = run(prepared, TrainConfig(**RECIPES["quick"] | dict(img_size=32)), tmp_path / "head")
-    tuned = run(prepared, TrainConfig(**RECIPES["best"] | dict(img_size=32, freeze_epochs=5, epochs=3, lr=5e-4)),
+    decoded = decode_once(digits, 32)
+    head = run(decoded, TrainConfig(**RECIPES["quick"] | dict(img_size=32)), tmp_path / "head")
+    tuned = run(decoded, TrainConfig(**RECIPES["best"] | dict(img_size=32, freeze_epochs=5, epochs=3, lr=5e-4)),
                 tmp_path / "tuned")
     head_acc, tuned_acc = head[-1].best_val_acc, tuned[-1].best_val_acc
     assert tuned[-1].best_epoch > 5  # an epoch of the whole network, not one of the head
@@ -309,7 +309,7 @@ def test_fine_tuning_beats_a_head_alone_where_imagenet_features_fall_short(tmp_p
 @pytest.fixture(scope="module")
 def shapes64(small_shapes):
     """3 classes of generated shapes decoded at 64 px (96 to train on, 24 to validate)."""
-    return prepare(small_shapes, 64)
+    return decode_once(small_shapes, 64)
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +413,7 @@ def test_evaluate_the_fine_tuned_model_on_its_validation_images(finetuned, small
     """engine.evaluate through the Predictor (float32) agrees with what training measured (bf16) on the same images."""
     out, _ = finetuned
     metrics = json.loads((out / "metrics.json").read_text())
-    _, val_idx = data_lib.split_dataset(small_shapes, 0.2, 0)
+    _, val_idx = data_lib.holdout(small_shapes, 0.2, 0)
     result = evaluate(Predictor.from_folder(out), [small_shapes.images[i] for i in val_idx],
                       [small_shapes.labels[i] for i in val_idx], small_shapes.class_names)
     assert result["num_images"] == metrics["num_val"] == 24

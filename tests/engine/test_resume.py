@@ -9,7 +9,7 @@ import torch
 from engine import checkpoint as checkpoint_module
 from engine.checkpoint import RunState, load
 from engine.errors import UserError
-from engine.train import TrainConfig, fit, prepare
+from engine.train import TrainConfig, decode_once, fit
 
 RECIPES = {
     # finetune: a head-only phase on cached features, then all layers; augmentation, mixup (numpy draws) and
@@ -22,20 +22,20 @@ RECIPES = {
 
 
 @pytest.fixture(scope="module")
-def prepared(small_shapes):
-    return prepare(small_shapes, 32)
+def decoded(small_shapes):
+    return decode_once(small_shapes, 32)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_chunks_end_with_the_weights_of_one_run(prepared, tmp_path, recipe):
+def test_chunks_end_with_the_weights_of_one_run(decoded, tmp_path, recipe):
     cfg = TrainConfig(**RECIPES[recipe], bf16=False)
-    whole = list(fit(prepared, cfg, str(tmp_path / "whole")))
+    whole = list(fit(decoded, cfg, str(tmp_path / "whole")))
     assert whole[-1].kind == "finished"
 
     checkpoint, calls, events = tmp_path / "run.ckpt", 0, []
     while True:  # a budget of 0 s: every call ends after its first epoch
         calls += 1
-        chunk = list(fit(prepared, cfg, str(tmp_path / "chunked"), checkpoint=str(checkpoint), time_budget=0))
+        chunk = list(fit(decoded, cfg, str(tmp_path / "chunked"), checkpoint=str(checkpoint), time_budget=0))
         events += chunk
         if chunk[-1].kind != "paused":
             break
@@ -50,18 +50,18 @@ def test_chunks_end_with_the_weights_of_one_run(prepared, tmp_path, recipe):
     assert [e.step for e in events if e.kind == "step"] == [e.step for e in whole if e.kind == "step"]
 
 
-def test_a_generous_budget_never_pauses(prepared, tmp_path):
+def test_a_generous_budget_never_pauses(decoded, tmp_path):
     cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=2, batch_size=32, img_size=32)
-    events = list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(tmp_path / "c"), time_budget=3600))
+    events = list(fit(decoded, cfg, str(tmp_path / "m"), checkpoint=str(tmp_path / "c"), time_budget=3600))
     assert events[-1].kind == "finished" and not any(e.kind == "paused" for e in events)
 
 
-def test_the_checkpoint_is_the_documented_run_state(prepared, tmp_path):
+def test_the_checkpoint_is_the_documented_run_state(decoded, tmp_path):
     """The file holds RunState's fields, each described in engine/checkpoint.py's docstring, and nothing that
     depends on a private class; a checkpoint of another format is refused with a message saying what to do."""
     cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=2, batch_size=32, img_size=32, bf16=False)
     ckpt = tmp_path / "run.ckpt"
-    paused = list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))[-1]
+    paused = list(fit(decoded, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))[-1]
     assert paused.kind == "paused"
     saved = torch.load(ckpt, weights_only=True)
     assert set(saved) == {f.name for f in fields(RunState)}
@@ -72,4 +72,4 @@ def test_the_checkpoint_is_the_documented_run_state(prepared, tmp_path):
     saved["format"] = 0
     torch.save(saved, ckpt)
     with pytest.raises(UserError, match="another Snapfit version .* delete it"):
-        list(fit(prepared, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))
+        list(fit(decoded, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))

@@ -10,7 +10,7 @@ import torch
 
 from engine.config import TrainConfig
 from engine.events import EpochEnd, Started, Step
-from engine.train import DIV, FINAL_DIV, Learner, fit, one_cycle, plan, prepare
+from engine.train import DIV, FINAL_DIV, Learner, decode_once, fit, one_cycle, plan
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 5, 8, 13, 40, 101])
@@ -63,7 +63,7 @@ def test_every_step_of_a_run_uses_the_schedule_and_the_count_is_exact(small_shap
 @pytest.mark.parametrize("strategy,discriminative", [("finetune", True), ("progressive", True), ("full", False)])
 def test_discriminative_lrs_are_geometric_from_stem_to_head(small_shapes, strategy, discriminative):
     cfg = TrainConfig(model="resnet10t", weights="scratch", strategy=strategy, lr=1e-2, lr_mult=100.0, img_size=32)
-    learner = Learner(prepare(small_shapes, 32), cfg)
+    learner = Learner(decode_once(small_shapes, 32), cfg)
     phase = plan(cfg)[-1]
     lrs = learner.group_lrs(phase.lr, phase.discriminative)
     n = len(learner.groups)

@@ -9,7 +9,7 @@ from engine.errors import UserError
 from engine.export import load_model_folder
 from engine.predict import Predictor
 from engine.stopping import StopToken
-from engine.train import TrainConfig, fit, prepare
+from engine.train import TrainConfig, decode_once, fit
 from tests.faults import Fault, injected
 
 
@@ -76,13 +76,13 @@ def test_stop_mid_run_leaves_loadable_folder(small_shapes, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["head", "finetune", "progressive"])
 def test_strategies_run_and_freeze_what_they_should(small_shapes, tmp_path, strategy):
-    prepared = prepare(small_shapes, 32)
+    decoded = decode_once(small_shapes, 32)
     cfg = TrainConfig(model="resnet10t", strategy=strategy, epochs=2, img_size=32, batch_size=16, weights="scratch")
     torch.manual_seed(cfg.seed)  # fit() seeds the same way before building its model
     model, _ = models.create("resnet10t", 3)
     stem_before = model.conv1[0].weight.detach().clone()
     bn_before = model.bn1.running_mean.clone()
-    events = list(fit(prepared, cfg, str(tmp_path / "m")))
+    events = list(fit(decoded, cfg, str(tmp_path / "m")))
     assert events[-1].kind == "finished"
     saved = timm.create_model(f"local-dir:{tmp_path / 'm'}", pretrained=True)
     # weights are seeded, so the fresh model above starts where training started
