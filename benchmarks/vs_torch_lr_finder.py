@@ -29,7 +29,7 @@ import engine  # noqa: E402,F401  (first: its torchvision op guard must run befo
 START, END = 1e-7, 10.0
 
 
-def prepared_data(path: str, size: int):
+def decoded_data(path: str, size: int):
     from engine import data
     from engine.train import decode_once
 
@@ -48,7 +48,7 @@ def run_torch_lr_finder(path: str, model_name: str, steps: int, size: int, batch
     from engine import models
     from engine.data import Normalizer
 
-    decoded = prepared_data(path, size)
+    decoded = decoded_data(path, size)
     t0 = time.perf_counter()
     torch.manual_seed(0)
     model = timm.create_model(model_name, num_classes=len(decoded.class_names))
@@ -67,13 +67,14 @@ def run_torch_lr_finder(path: str, model_name: str, steps: int, size: int, batch
 def run_snapfit(path: str, model_name: str, steps: int, size: int, batch_size: int) -> dict:
     from fastai.callback.schedule import valley
 
+    from engine.config import FinderConfig
     from engine.lr_finder import find
     from engine.train import TrainConfig
 
-    decoded = prepared_data(path, size)
+    decoded = decoded_data(path, size)
     cfg = TrainConfig(model=model_name, weights="scratch", strategy="full", img_size=size, batch_size=batch_size)
     t0 = time.perf_counter()
-    result = list(find(decoded, cfg, START, END, steps, stop_div=False))[-1]
+    result = list(find(decoded, cfg, FinderConfig(START, END, steps, stop_div=False)))[-1]
     seconds = time.perf_counter() - t0
     lo = steps // 10  # fastai's trimming: a tenth of the planned steps, and the last five points
     fastai_valley, _ = valley(result.lrs[lo:-5], result.smoothed[lo:-5], steps)

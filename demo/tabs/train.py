@@ -15,20 +15,22 @@ from demo.handlers import train as h
 from demo.handlers.train import TrainUI
 from demo.train_form import controls, form_values
 from demo.wiring import bind
-from engine.config import DEFAULT_RECIPE, TrainConfig, options
+from engine.config import DEFAULT_RECIPE, TrainConfig, options, recipe
 
 # The settings the form shows, from engine/config.py's table: model and weights first (made here: the model list is
 # the catalog, and "weights" takes a file too on the command line), then the basic ones, then the Advanced section.
 BASIC = ["strategy", "epochs", "lr"]
 ADVANCED = [name for name, opt in options(TrainConfig).items() if opt.in_form and opt.advanced]
 
-# One line per recipe for the Recipe radio (the values are engine.train.RECIPES, measured in benchmarks/).
+# One line per recipe for the Recipe radio; the values are engine/config.py's RECIPES (measured in benchmarks/).
+_QUICK, _BEST, _SCRATCH = recipe("quick"), recipe("best"), recipe("scratch")
 RECIPE_NOTES = {
-    "quick": "a new head on the built-in ImageNet EfficientNet-Lite0's features, 224 px. Seconds for a few hundred "
-             "images, about a minute for 2,000 on a laptop CPU",
-    "best": "the quick head, then 3 epochs fine-tuning the whole network. The most accurate; minutes on a CPU",
-    "scratch": "a small ResNet from random weights at 48 px. Quick on simple images like the built-in shapes, "
-               "weak on photos",
+    "quick": f"a new head on the built-in ImageNet EfficientNet-Lite0's features, {_QUICK.img_size} px. Seconds for a "
+             "few hundred images, about a minute for 2,000 on a laptop CPU",
+    "best": f"the quick head, then {_BEST.epochs} epochs fine-tuning the whole network. The most accurate; minutes on "
+            "a CPU",
+    "scratch": f"a small ResNet from random weights at {_SCRATCH.img_size} px. Quick on simple images like the "
+               "built-in shapes, weak on photos",
 }
 
 
