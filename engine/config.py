@@ -243,16 +243,14 @@ def check(config) -> None:
 def parse(cls, values: dict) -> dict:
     """A form's values (by option name) converted to the options' types; a UserError names the first bad one."""
     table = options(cls)
-    unknown = set(values) - set(table)
-    if unknown:
-        raise UserError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
-    return {name: table[name].parse(value) for name, value in values.items()}
+    return {name: table[name].parse(value) for name, value in _known(cls, values).items()}
 
 
 def _known(cls, values: dict) -> dict:
     unknown = set(values) - {f.name for f in fields(cls)}
     if unknown:
-        raise UserError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
+        what = "training option" if cls is TrainConfig else "option"
+        raise UserError(f"Unknown {what}(s): {', '.join(sorted(unknown))}.")
     return values
 
 
