@@ -404,8 +404,9 @@ def _loss_fn(cfg: TrainConfig, num_classes: int):
     return None, lambda logits, y: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
 
 
-def steps_per_epoch(learner: Learner, source) -> int:
-    return len(steps_of(epoch_batches(learner, len(learner.train_y), source.mixing), learner.cfg.accum_steps))
+def steps_per_epoch(learner: Learner, mixing: bool) -> int:
+    """Optimiser steps in one epoch: counted on the very batches the loop runs."""
+    return len(steps_of(epoch_batches(learner, len(learner.train_y), mixing), learner.cfg.accum_steps))
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -488,7 +489,7 @@ def _run_phase(learner: Learner, phase: Phase, state: RunState, stop: StopToken)
     if state.optimizer is not None:  # resuming half-way through this phase
         optimizer.load_state_dict(state.optimizer)
     learner.optimizer_in_use = optimizer
-    total = phase.epochs * steps_per_epoch(learner, source)
+    total = phase.epochs * steps_per_epoch(learner, source.mixing)
     if total == 0:
         raise UserError("Mixup and CutMix need at least 2 training images: add images, or set mixup and cutmix to 0.")
     while state.epochs_in_phase < phase.epochs:
@@ -520,8 +521,7 @@ def _run_phase(learner: Learner, phase: Phase, state: RunState, stop: StopToken)
 
 def _started(learner: Learner, phases: list[Phase], data: Decoded) -> Started:
     mixing = learner.cfg.mixup > 0 or learner.cfg.cutmix > 0
-    per_phase = [len(steps_of(epoch_batches(learner, len(data.train), mixing and not p.on_features), learner.cfg.accum_steps))
-                 for p in phases]
+    per_phase = [steps_per_epoch(learner, mixing and not p.on_features) for p in phases]  # OnFeatures never mixes
     total_epochs = sum(p.epochs for p in phases)
     return Started(total_epochs, per_phase[-1], sum(p.epochs * n for p, n in zip(phases, per_phase)), len(data.train),
                    len(data.val), learner.cfg.model, learner.cfg.resolved_strategy(), _describe_device(learner))
