@@ -20,15 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import machine  # noqa: E402
-
-import engine  # noqa: E402,F401  (first: its torchvision op guard must run before timm imports torchvision)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from arms import machine  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+import engine  # noqa: E402,F401  (first: its torchvision op guard must run before timm imports torchvision)
 from engine import models, small_conv  # noqa: E402
-from engine.train import autocast, use_bf16, TrainConfig  # noqa: E402
+from engine.train import TrainConfig, autocast, use_bf16  # noqa: E402
 
 # (what it is, model, px, batch, trains the backbone): the from-scratch comparison with fastai, the scratch recipe,
 # and one fine-tuning step and one embedding pass of the pretrained default's backbone
