@@ -22,11 +22,17 @@ def run_arm(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine(bf16: bool) -> str:
-    """The CPU, its vector extensions and whether bf16 was on: speed figures mean little without them."""
+def machine(bf16: bool | None = None) -> str:
+    """The CPU, its vector extensions and whether bf16 was on (None: what the engine picks on this CPU, where it
+    chooses): speed figures mean little without them."""
     import platform
 
     import torch
+
+    if bf16 is None:
+        from engine.train import TrainConfig, use_bf16
+
+        bf16 = use_bf16(TrainConfig(), torch.device("cpu"))
 
     name = platform.processor() or "unknown CPU"
     try:

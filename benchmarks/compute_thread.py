@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
+from arms import machine  # noqa: E402
 
 from benchmarks.predict_latency import percentiles, timed  # noqa: E402
 from demo.compute import ComputeThread  # noqa: E402
@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="worker threads the baseline's calls rotate over")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the training timed beside the compute thread")
     args = p.parse_args()
+    print(machine())
 
     one = ComputeThread(idle_seconds=1)
     # built on the compute thread, so the main thread never starts an OpenMP team of its own

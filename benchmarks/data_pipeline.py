@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import run_arm  # noqa: E402
+from arms import machine, run_arm  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before anything imports torchvision)
 
@@ -123,6 +123,7 @@ def main() -> None:
         return
     import torch
 
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="snapfit-bench-") as tmp:
         folder = Path(args.photos or tmp)
         t = time.perf_counter()

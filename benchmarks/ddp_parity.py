@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from arms import machine  # noqa: E402
 
 from tests.live_app import free_port  # noqa: E402
 
@@ -52,6 +53,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--img-size", type=int, default=48)
     args = p.parse_args()
+    print(machine())
     n = args.processes
     single, multi, times, same = [], [], [0.0, 0.0], True
     with tempfile.TemporaryDirectory() as tmp:

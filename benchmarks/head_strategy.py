@@ -19,9 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from arms import machine  # noqa: E402
 
 from engine import data as data_lib  # noqa: E402
 from engine import models  # noqa: E402
@@ -72,6 +72,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
+    print(machine())
     cfg = TrainConfig(model=args.model, weights="scratch", strategy="head", epochs=args.epochs, img_size=args.img_size,
                       batch_size=args.batch_size)
     decoded = decode_once(data_lib.load(args.data), cfg.img_size, cfg.val_fraction, cfg.seed)

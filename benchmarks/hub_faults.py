@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 import pytest  # noqa: E402  (its MonkeyPatch undoes what each arm changes)
+from arms import machine  # noqa: E402
 
 import engine  # noqa: E402,F401  (before timm)
 from engine import data, hub_data, models  # noqa: E402
@@ -62,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", action="store_true", help="also time datasets' own retry settings (~9 minutes)")
     args = parser.parse_args()
+    print(machine())
     repo = sample_dataset(Path(tempfile.mkdtemp(prefix="snapfit-hub-")) / "pets")
     files = sample_weights()[1]
     stream = lambda: data.load(f"hub:{DATASET}", max_per_class=2)

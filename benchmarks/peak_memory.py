@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from arms import machine  # noqa: E402
+
 SPACE_MB = 16 * 1024
 
 IMPORTS = "import engine, torch, timm, engine.train"
@@ -39,6 +42,7 @@ def peak_mb(args: list[str]) -> float:
 
 
 def main() -> None:
+    print(machine())
     with tempfile.TemporaryDirectory() as out:
         rows = [
             ("imports only (floor)", peak_mb([sys.executable, "-c", IMPORTS])),

@@ -27,9 +27,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 import httpx  # noqa: E402
 import torch  # noqa: E402
+from arms import machine  # noqa: E402
 
 from engine import models, sample  # noqa: E402
 from engine.export import save_model_folder  # noqa: E402
@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--calls", type=int, default=50)
     args = p.parse_args()
+    print(machine())
     from gradio_client import handle_file
 
     with tempfile.TemporaryDirectory() as tmp:

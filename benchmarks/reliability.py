@@ -30,6 +30,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from arms import machine  # noqa: E402
+
 _TMP = tempfile.mkdtemp(prefix="snapfit-reliability-")
 os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(_TMP, "gradio"))
 
@@ -168,6 +170,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--max-jobs", type=int, default=2)
     args = parser.parse_args()
+    print(machine())
     folder = Path(_TMP)
     png = colour_png(folder / "red.png")
     jobs = TrackingJobs(max_running=args.max_jobs)

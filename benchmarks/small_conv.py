@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from arms import machine  # noqa: E402
 
 from engine import small_conv  # noqa: E402
 from engine.train import TrainConfig, autocast, use_bf16  # noqa: E402
@@ -80,7 +80,7 @@ def step_ms(fast: bool, bf16: bool) -> float:
 
 def main() -> None:
     bf16 = use_bf16(TrainConfig(), torch.device("cpu"))
-    print(f"{torch.get_num_threads()} threads, bf16 {'supported' if bf16 else 'not supported'} on this CPU")
+    print(machine(bf16))
     print(f"{'forward+backward':<44}{'oneDNN ms':>11}{'matmul ms':>11}{'speed-up':>10}")
     for name, slow, fast in layer_rows(torch.bfloat16 if bf16 else torch.float32) + layer_rows(torch.float32):
         print(f"{name:<44}{slow:>11.1f}{fast:>11.1f}{slow / fast:>9.2f}x")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from arms import machine  # noqa: E402
+
 from engine.stopping import StopToken  # noqa: E402
 
 
@@ -31,6 +33,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--looks", type=int, default=20_000)
     args = p.parse_args()
+    print(machine())
     copy = pickle.loads(pickle.dumps(StopToken().shareable()))  # as the worker process holds it
     in_memory, through_file = per_look(StopToken(), args.looks), per_look(copy, args.looks)
     print(f"in memory: {in_memory * 1e6:.2f} us per look; shareable copy (flag file): {through_file * 1e6:.2f} us per look; "

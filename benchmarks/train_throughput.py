@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import require_folder, run_arm  # noqa: E402
+from arms import machine, require_folder, run_arm  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before anything imports torchvision)
 
@@ -90,6 +90,7 @@ def main() -> None:
         print(json.dumps(runner(args.data, args.model, args.epochs, args.img_size, args.batch_size, args.workers)))
         return
     require_folder(args.data)
+    print(machine())
     import torch
 
     print(f"{Path(args.data).name}: {args.model}, {args.img_size} px, batch {args.batch_size}, {args.epochs} epochs, "

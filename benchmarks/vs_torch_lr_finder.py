@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import require_folder, run_arm  # noqa: E402
+from arms import machine, require_folder, run_arm  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before anything imports torchvision)
 
@@ -99,6 +99,7 @@ def main() -> None:
     require_folder(args.data)
     import torch
 
+    print(machine())
     print(f"{Path(args.data).name}: {args.model} from scratch, {args.img_size} px, batch {args.batch_size}, "
           f"{args.steps} steps from {START:g} to {END:g}, {torch.get_num_threads()} threads")
     common = ["--data", args.data, "--model", args.model, "--steps", str(args.steps), "--img-size", str(args.img_size),
