@@ -22,6 +22,21 @@ def run_arm(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after `warmup` calls that are not timed."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def machine(bf16: bool | None = None) -> str:
     """The CPU, its vector extensions and whether bf16 was on (None: what the engine picks on this CPU, where it
     chooses): speed figures mean little without them."""

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from arms import machine  # noqa: E402
+from arms import machine, median_seconds  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before timm imports torchvision)
@@ -40,16 +39,6 @@ STEPS = [("vs_fastai run: resnet18 from scratch", "resnet18", 64, 64, True),
 def peak_gflops(dtype: torch.dtype, repeats: int) -> float:
     a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     return 2 * 2048 ** 3 / median_seconds(lambda: a @ b, repeats) / 1e9
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def step_fn(model_name: str, px: int, batch: int, train: bool, bf16: bool, channels_last: bool, fast_small_maps: bool):

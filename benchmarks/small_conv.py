@@ -9,29 +9,20 @@ fused AdamW: what engine.train does), each with and without `small_conv.speed_up
 from __future__ import annotations
 
 import contextlib
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from arms import machine  # noqa: E402
+from arms import machine, median_seconds  # noqa: E402
 
 from engine import small_conv  # noqa: E402
 from engine.train import TrainConfig, autocast, use_bf16  # noqa: E402
 
 
 def median_ms(fn, repeats: int = 15) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, repeats, warmup=3)
 
 
 def conv_ms(cin: int, cout: int, size: int, kernel: int, stride: int, dtype, fast: bool) -> float:
