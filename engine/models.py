@@ -385,8 +385,9 @@ def train_mode(model: torch.nn.Module, freeze_bn: bool = False) -> None:
 
 def prefers_channels_last(model: torch.nn.Module, bf16: bool) -> bool:
     """The memory format the engine trains in when not told: channels_last with bf16, for depthwise nets, and on
-    AVX2-only CPUs, where it trains a ResNet 1.06-1.14x faster in fp32 too (benchmarks/cpu_bound.py on a 2-core
-    AMD EPYC). On the AVX-512 machines measured before, fp32 ResNets kept NCHW, which was faster there."""
+    AVX2-only CPUs, where it trains a ResNet 1.00-1.16x faster in fp32 too (benchmarks/cpu_bound.py and A/B runs on
+    a 2-core AMD EPYC). Elsewhere an fp32 ResNet stays NCHW: channels_last slowed it on the AVX-512 CPU measured
+    before."""
     return bf16 or has_depthwise(model) or torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
