@@ -22,19 +22,25 @@ def run_arm(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `fn()` over `repeats` calls, after `warmup` calls that are not timed."""
-    import statistics
+def timed(fn, calls: int, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of `calls` calls of `fn()`, after `warmup` calls that are not timed."""
     import time
 
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    out = []
+    for _ in range(calls):
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn()` over `repeats` calls, after `warmup` calls that are not timed."""
+    import statistics
+
+    return statistics.median(timed(fn, repeats, warmup)) / 1000
 
 
 def machine(bf16: bool | None = None) -> str:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import torch  # noqa: E402
-from arms import machine  # noqa: E402
+from arms import machine, timed  # noqa: E402
 
 from engine import models, sample  # noqa: E402
 from engine.export import save_model_folder  # noqa: E402
@@ -40,17 +40,6 @@ from tests.live_app import client, free_port  # noqa: E402
 def percentiles(ms: list[float]) -> tuple[float, float]:
     q = statistics.quantiles(ms, n=20)
     return statistics.median(ms), q[18]  # p50, p95
-
-
-def timed(fn, calls: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        out.append(1000 * (time.perf_counter() - t))
-    return out
 
 
 def connect(url: str, server: subprocess.Popen):
