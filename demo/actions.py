@@ -17,6 +17,7 @@ from pathlib import Path
 from demo.workspace import Workspace
 from demo.zerogpu import train_in_chunks
 from engine import data as data_lib
+from engine import models
 from engine.config import FinderConfig
 from engine.errors import UserError
 from engine.evaluate import evaluate, items_of_known_classes
@@ -59,7 +60,7 @@ def run_record(event, cfg: TrainConfig, label: str) -> dict:
     """One row of the Train tab's table of runs, from the model folder the run saved."""
     m = read_metrics(event.model_dir)
     status = "done" if isinstance(event, Finished) else "stopped" if isinstance(event, Stopped) else "failed"
-    return dict(label=label, model=cfg.model, img_size=cfg.img_size, val_acc=m.get("val_accuracy", 0.0),
+    return dict(label=label, model=models.display_name(cfg.model, cfg.weights), img_size=cfg.img_size, val_acc=m.get("val_accuracy", 0.0),
                 seconds=m.get("seconds", 0.0), status=status, model_dir=str(event.model_dir))
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import gradio as gr
 
+from demo import notice as notices
 from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager, failure_message
 from demo.space import Place
@@ -67,36 +68,60 @@ class Context:
 log = logging.getLogger("snapfit.demo")
 
 
-def user_errors(fn):
-    """Show any failure as a readable gr.Error, never a traceback or Gradio's bare "Error".
+def user_errors(fn=None, *, notice: str = "notice"):
+    """Show any failure in words, never a traceback or Gradio's bare "Error".
 
-    A UserError's message is shown as is (long quoted inputs shortened); anything else is logged with its
-    traceback and shown as "Internal error (Type): message" on one line, like a failed job. The app keeps
-    serving either way.
+    An expected problem (a UserError) sent from the page is returned as text in the tab's notice beside the action
+    (the handler's second argument, a tab's UI, names it: its attribute `notice`), and every other output keeps
+    its value; a successful call clears that notice. From an API client, or where there is no notice, it is raised
+    as a gr.Error with the message as is (long quoted inputs shortened). The terminal gets one line per expected
+    problem (its traceback only at debug level). Anything else is a bug: logged with its traceback and shown as
+    "Internal error (Type): message" on one line, like a failed job. The app keeps serving either way.
     """
+    if fn is None:
+        return functools.partial(user_errors, notice=notice)
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
+            place = _notice_of(args, notice)
             try:
-                yield from fn(*args, **kwargs)
+                for update in fn(*args, **kwargs):
+                    if place is not None and isinstance(update, dict):
+                        update, place = {place: "", **update}, None  # cleared with the first update
+                    yield update
             except gr.Error:
                 raise
             except Exception as exc:
-                raise _as_gr_error(fn, exc) from exc
+                yield _failure(fn, exc, _notice_of(args, notice))
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        place = _notice_of(args, notice)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except gr.Error:
             raise
         except Exception as exc:
-            raise _as_gr_error(fn, exc) from exc
+            return _failure(fn, exc, place)
+        return {place: "", **result} if place is not None and isinstance(result, dict) else result
     return wrapper
 
 
-def _as_gr_error(fn, exc: Exception) -> gr.Error:
+def _notice_of(args: tuple, name: str):
+    """The notice of the tab whose UI a handler was given (handlers take the context, then the UI)."""
+    return getattr(args[1], name, None) if len(args) > 1 else None
+
+
+def _failure(fn, exc: Exception, place) -> dict:
+    """What the page gets for a failed call: the notice's text (an expected problem, from the page), else a gr.Error."""
+    message = failure_message(exc)
     if not isinstance(exc, UserError):
         log.error("%s failed", fn.__name__, exc_info=exc)
-    return gr.Error(failure_message(exc), duration=None)
+    else:
+        log.warning("%s: %s", fn.__name__, message)  # expected: one line, not a traceback
+        log.debug("%s: the UserError's traceback", fn.__name__, exc_info=exc)
+        if place is not None and notices.from_page():
+            return {place: notices.text(message)}
+    # print_exception=False: a bug's traceback is logged above, once; an expected problem needs none
+    raise gr.Error(message, duration=None, print_exception=False) from exc

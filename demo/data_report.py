@@ -17,14 +17,19 @@ IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accurac
 
 
 def summary(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:
-    counts = dataset.counts()
-    origin = str(dataset.origin.get("source", ""))
-    name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
     return "\n\n".join([
-        f"**{len(dataset)} images in {len(counts)} classes** from `{name}`",
-        "Classes: " + ", ".join(f"{name} ({n})" for name, n in counts.items()),
+        headline(dataset),
+        "Classes: " + ", ".join(f"{name} ({n})" for name, n in dataset.counts().items()),
         split_sizes(dataset, decoded),
     ])
+
+
+def headline(dataset: data_lib.LabelledImages) -> str:
+    """"**900 images in 6 classes** from `builtin:shapes`": the size and where it came from (a Hub id, or the
+    uploaded folder's name, never a path on the server)."""
+    origin = str(dataset.origin.get("source", ""))
+    name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
+    return f"**{len(dataset)} images in {len(dataset.counts())} classes** from `{name}`"
 
 
 def split_sizes(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:

@@ -60,6 +60,7 @@ class Workspace:
     lr_result: tuple | None = None  # (model, strategy, LRFinished) of the latest complete LR finder run
     runs: list = field(default_factory=list)  # this session's trainings that saved a model: see add_run()
     first_model_job: str | None = None  # the job id of the Data tab's "first model" run, re-attached after a reload
+    weights_file: Path | None = None  # a weights file uploaded on the Train tab: its Weights choice "your file"
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -84,6 +84,12 @@ log = logging.getLogger("snapfit.models")
 WEIGHT_CHOICES = ("pretrained", "scratch")  # or a path to a weights file / model folder
 
 
+def display_name(name: str, weights: str | None) -> str:
+    """A model's name as a person should read it: its pretrained tag (".c3_in1k") only when it started from
+    those weights, since the tag names them."""
+    return name if weights == "pretrained" else name.partition(".")[0]
+
+
 def check_name(name: str) -> str:
     """Return the name if timm knows it; otherwise raise with the closest names as suggestions."""
     name = (name or "").strip()

@@ -11,10 +11,13 @@ from PIL import Image
 from demo import actions
 from demo.compute import compute
 from demo.context import Context, user_errors
+from demo.notice import Notice
+from engine import models
 from engine.errors import UserError
 from engine.export import read_config, read_metrics
 
 TOP_K = 5
+CLASSES_NAMED = 6  # class names spelled out in the line on the model in use
 
 
 @dataclass
@@ -29,6 +32,7 @@ class ClassifyUI:
     timing: gr.Markdown
     heatmap: gr.Image
     model_status: gr.Markdown
+    notice: Notice  # under the image and drawing: why nothing was classified
 
     @property
     def prediction_outputs(self) -> list:
@@ -41,6 +45,14 @@ def predict(ctx: Context, ui: ClassifyUI, img, use_tta=False, show_cam=True, key
     """Top classes for one image (and its Grad-CAM overlay)."""
     if img is None:
         raise UserError("Add an image first: upload one, take a photo, or paste from the clipboard.")
+    return classified(ctx, ui, key, img, use_tta, show_cam)
+
+
+@user_errors
+def predict_new(ctx: Context, ui: ClassifyUI, img, use_tta=False, show_cam=True, key=None) -> dict:
+    """An image just added (uploaded, taken or pasted) is classified at once; a cleared one clears the result."""
+    if img is None:
+        return {ui.label: None, ui.timing: "", ui.heatmap: None}
     return classified(ctx, ui, key, img, use_tta, show_cam)
 
 
@@ -69,7 +81,7 @@ def classified(ctx: Context, ui: ClassifyUI, key, img, use_tta: bool, show_cam: 
     return {ui.key: ws.key, ui.label: result, ui.timing: text, ui.heatmap: overlay}
 
 
-@user_errors
+@user_errors(notice="model_status")
 def load_model(ctx: Context, ui: ClassifyUI, files, key=None) -> dict:
     """Use an uploaded model folder (zip, or model.safetensors + config.json) for classifying."""
     ws = ctx.workspace(key)
@@ -95,11 +107,13 @@ def model_in_use(ws) -> str:
     except Exception:  # noqa: BLE001 - a folder that no longer reads: classifying will say what is wrong
         config = {}
     metrics = read_metrics(ws.model_dir)
-    name = metrics.get("hyperparameters", {}).get("model") or config.get("architecture") or "a model"
+    hp = metrics.get("hyperparameters", {})
+    name = models.display_name(hp["model"], hp.get("weights")) if hp.get("model") else config.get("architecture") or "a model"
     names = config.get("label_names") or metrics.get("class_names") or []
     size = (config.get("pretrained_cfg", {}).get("input_size") or [None])[-1]
     run = next((r for r in reversed(ws.runs) if r["model_dir"] == str(ws.model_dir)), None)
-    parts = [f"{len(names)} classes" if names else "", f"{size} px" if size else "",
+    shown = ", ".join(names[:CLASSES_NAMED]) + (f" and {len(names) - CLASSES_NAMED} more" if len(names) > CLASSES_NAMED else "")
+    parts = [f"{len(names)} classes ({shown})" if names else "", f"{size} px" if size else "",
              f"{metrics['val_accuracy']:.1%} validation accuracy" if "val_accuracy" in metrics else "",
              f"run: {run['label']}" if run else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
     return f"Model in use: **{name}**" + "".join(f" · {part}" for part in parts if part)
@@ -113,6 +127,6 @@ def flatten_sketch(drawing) -> Image.Image:
     rgba = composite.convert("RGBA") if isinstance(composite, Image.Image) else Image.fromarray(np.asarray(composite))
     alpha = np.asarray(rgba.convert("RGBA"))[..., 3]
     if not alpha.any():
-        raise UserError("The drawing is empty: draw a shape first.")
+        raise UserError("The drawing is empty: draw something first.")
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(background, rgba.convert("RGBA")).convert("RGB")

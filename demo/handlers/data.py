@@ -11,6 +11,7 @@ import gradio as gr
 
 from demo import actions, data_report, folder_upload, plots
 from demo.context import Context, user_errors
+from demo.notice import Notice
 from demo.progress import TrainingProgress
 from demo.workspace import Workspace, decoded_key
 from engine import data as data_lib
@@ -49,10 +50,11 @@ class DataUI:
     warnings: gr.Markdown
     counts: gr.BarPlot
     gallery: gr.Gallery
-    folder: gr.File
+    folder: gr.UploadButton
     first_status: gr.Markdown
     first_stop: gr.Button
     best: gr.Button  # "fine-tune with the best recipe": the page wires it to the Train tab
+    notice: Notice  # beside the sources: why a load did not happen
 
     @property
     def dataset_outputs(self) -> list:
@@ -139,17 +141,15 @@ def render(ui: DataUI, dataset: data_lib.LabelledImages, decoded: Decoded | None
             ui.counts: plots.class_counts(dataset.counts()), ui.gallery: preview(dataset)}
 
 
-def clear_folder(ui: DataUI) -> dict:
-    """Empty the folder box after a load: Gradio lists a directory upload by basename, which the summary says better."""
-    return {ui.folder: None}
-
-
-def first_prompt(ui: DataUI) -> dict:
-    """A new dataset: the offer of its own first model, not the last one's result."""
+def first_prompt(ctx: Context, ui: DataUI, key=None) -> dict:
+    """A new dataset: the offer of its own first model, not the last one's result. A load that did not happen
+    (its notice says why) leaves the dataset, and so its first model, as they were."""
+    if ctx.workspace(key).first_model_job is not None:
+        return {ui.first_status: gr.skip(), ui.first_stop: gr.skip(), ui.best: gr.skip()}
     return {ui.first_status: FIRST_PROMPT, ui.first_stop: gr.Button(visible=False), ui.best: gr.Button(visible=False)}
 
 
-@user_errors
+@user_errors(notice="first_status")
 def first_model(ctx: Context, ui: DataUI, key=None):
     """Train the quick recipe on this session's dataset in the background (or re-attach to it), stream its
     progress, and make its model the session's."""
@@ -178,7 +178,7 @@ def reattach_first(ctx: Context, ui: DataUI, key=None):
     ws = ctx.workspace(key)
     job = ctx.jobs.get(ws.first_model_job, ws.key)
     if job is None:
-        yield {ui.key: ws.key, **first_prompt(ui)}
+        yield {ui.key: ws.key, **first_prompt(ctx, ui, ws.key)}
         return
     yield from stream_first(ctx, ui, ws.key, job)
 

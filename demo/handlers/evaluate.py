@@ -10,6 +10,7 @@ import pandas as pd
 from demo import actions
 from demo.compute import compute
 from demo.context import Context, user_errors
+from demo.notice import Notice
 from engine.errors import UserError
 from engine.figures import confusion
 
@@ -30,6 +31,7 @@ class EvaluateUI:
     cell: gr.Gallery
     losses: gr.Gallery
     pairs: gr.Markdown
+    notice: Notice  # under the Evaluate button
 
     @property
     def outputs(self) -> list:

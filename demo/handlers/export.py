@@ -12,8 +12,10 @@ import gradio as gr
 from demo import actions
 from demo.compute import compute
 from demo.context import Context, user_errors
+from demo.handlers.classify import model_in_use
+from demo.notice import Notice
 from engine import push as push_lib
-from engine.export import read_config, read_metrics, to_onnx
+from engine.export import to_onnx
 
 
 @dataclass
@@ -24,6 +26,7 @@ class ExportUI:
     download: gr.DownloadButton
     onnx_file: gr.File
     pushed: gr.Markdown
+    notice: Notice  # under the ONNX button
 
 
 def show(ctx: Context, ui: ExportUI, key=None) -> dict:
@@ -31,7 +34,7 @@ def show(ctx: Context, ui: ExportUI, key=None) -> dict:
     ws = ctx.workspace(key)
     if ws.model_dir is None:
         return {ui.current: gr.skip(), ui.download: gr.DownloadButton(visible=False)}
-    return {ui.current: describe(ws.model_dir), ui.download: gr.DownloadButton(value=str(actions.model_zip(ws)), visible=True)}
+    return {ui.current: model_in_use(ws), ui.download: gr.DownloadButton(value=str(actions.model_zip(ws)), visible=True)}
 
 
 @user_errors
@@ -42,7 +45,7 @@ def export_onnx(ctx: Context, ui: ExportUI, key=None) -> dict:
     return {ui.onnx_file: gr.File(value=str(onnx), visible=True)}
 
 
-@user_errors
+@user_errors(notice="pushed")
 def push(ctx: Context, ui: ExportUI, repo_id: str, hub_token: str, make_private: bool = True, key=None) -> dict:
     """Push the session's model to a Hub model repo (the token is used for this request only)."""
     model_dir = actions.model_dir_of(ctx.workspace(key))
@@ -50,11 +53,3 @@ def push(ctx: Context, ui: ExportUI, repo_id: str, hub_token: str, make_private:
     return {ui.pushed: f"Pushed to [{url}]({url}) ({'private' if make_private else 'public'}). Load it anywhere with "
                        f"`timm.create_model(\"hf-hub:{push_lib.check_repo_id(repo_id)}\", pretrained=True)`."}
 
-
-def describe(model_dir) -> str:
-    """One line on the model: its architecture, training set size and validation accuracy."""
-    m = read_metrics(model_dir)
-    if "val_accuracy" not in m:  # a folder uploaded without Snapfit's metrics
-        return f"Model: `{read_config(model_dir).get('architecture')}` (uploaded)."
-    return (f"Model: `{m['hyperparameters']['model']}` trained on {m['num_train']} images, validation accuracy "
-            f"**{m['val_accuracy']:.1%}** (epoch {m['best_epoch']}).")

@@ -8,6 +8,8 @@ import gradio as gr
 
 from demo import actions
 from demo.context import Context, user_errors
+from demo.handlers.train import with_weights_file
+from demo.notice import Notice
 from demo.train_form import config_from
 from engine.config import FinderConfig, parse
 from engine.errors import UserError
@@ -29,6 +31,7 @@ class FinderUI:
     use: gr.Button
     run: gr.Button
     stop: gr.Button
+    notice: Notice  # under Run: why a range test did not start
 
     @property
     def outputs(self) -> list:
@@ -46,7 +49,7 @@ def lr_find(ctx: Context, ui: FinderUI, start, end, n, key=None, lr=None, head_l
         if start is None or end is None:
             raise UserError("Fill in both the start and the end LR.")
         finder = FinderConfig(**parse(FinderConfig, dict(start_lr=start, end_lr=end, num_steps=n))).checked()
-        cfg = ctx.place.check(config_from(settings))
+        cfg = ctx.place.check(config_from(with_weights_file(ws, settings)))
         job = actions.start_finder(ctx, ws, cfg, finder)
     yield from stream(ctx, ui, ws.key, job)
 

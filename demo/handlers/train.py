@@ -2,14 +2,17 @@
 it, set a recipe, preview the augmentation, say what to know about a model, list the session's runs."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import torch
 
-from demo import actions, plots
+from demo import actions, advice, plots
 from demo.compute import compute
 from demo.context import Context, user_errors
+from demo.notice import Notice
 from demo.progress import TrainingProgress
 from demo.train_form import config_from, form_values, recipe_of
 from engine import data as data_lib
@@ -18,6 +21,8 @@ from engine.errors import UserError
 from engine.export import read_metrics
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
+YOUR_FILE = "your file"  # the Weights choice for a weights file uploaded on the Train tab
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 @dataclass
@@ -39,6 +44,8 @@ class TrainUI:
     stop: gr.Button
     results: gr.Markdown
     download: gr.DownloadButton
+    notice: Notice  # under Start: why a run did not start
+    plan: gr.Markdown  # the dataset it will train on, and what predicts a poor run
 
     @property
     def progress_outputs(self) -> list:
@@ -56,7 +63,7 @@ def train(ctx: Context, ui: TrainUI, key=None, lr=None, head_lr=None, **settings
     ws = ctx.workspace(key)
     job = ctx.jobs.latest(ws.key, "train")
     if job is None or job.finished:
-        cfg = ctx.place.check(config_from(settings))
+        cfg = ctx.place.check(config_from(with_weights_file(ws, settings)))
         job = actions.start_training(ctx, ws, cfg, recipe_of(ctx, cfg) or cfg.resolved_strategy())
         ws.train_settings = dict(settings)
     yield from stream(ctx, ui, ws.key, job)
@@ -113,28 +120,96 @@ def preview_augmentation(ctx: Context, ui: TrainUI, augment, img_size, seed, key
 @user_errors
 def apply_recipe(ctx: Context, ui: TrainUI, name) -> dict:
     """Every Train setting for a named recipe (quick, best, scratch): its values, the rest at their defaults."""
+    return recipe_settings(ctx, ui, name)
+
+
+def recipe_settings(ctx: Context, ui: TrainUI, name: str) -> dict:
     values = form_values(ctx.recipe(name))
     return {control: values[field] for field, control in ui.settings.items()}
 
 
 def choose_recipe(ctx: Context, ui: TrainUI, name: str) -> dict:
     """The recipe radio and every setting for `name`, as a page sets them itself (no `input` event follows)."""
-    return {ui.recipe: name, **apply_recipe(ctx, ui, name)}
+    return {ui.recipe: name, **recipe_settings(ctx, ui, name)}
 
 
 def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:
     """After a reload: the settings of the run being re-attached (and its recipe, if it was one), not the defaults."""
-    saved = ctx.workspace(key).train_settings or {}
+    ws = ctx.workspace(key)
+    saved = ws.train_settings or {}
     try:
-        name = recipe_of(ctx, config_from(saved)) if saved else None
+        name = recipe_of(ctx, config_from(with_weights_file(ws, saved))) if saved else None
     except UserError:
         name = None
-    return {ui.recipe: name or gr.skip(), **{control: saved.get(field, gr.skip()) for field, control in ui.settings.items()}}
+    restored = {control: saved.get(field, gr.skip()) for field, control in ui.settings.items()}
+    if "weights" in saved:  # with the choices that work for its model ("your file" is not among the page's first ones)
+        restored[ui.settings["weights"]] = gr.Radio(weights_choices(ctx, ws, saved.get("model")), value=saved["weights"])
+    return {ui.recipe: name or gr.skip(), **restored}
 
 
-def show_note(ctx: Context, ui: TrainUI, model, weights) -> dict:
+def show_note(ctx: Context, ui: TrainUI, model, weights, key=None) -> dict:
+    """What to know about the model chosen, and the Weights choices that work for it here."""
+    choices = weights_choices(ctx, ctx.workspace(key), model)
     text = model_note(model, weights, ctx.offline, on_cpu(ctx))
-    return {ui.note: gr.Markdown(value=text, visible=bool(text))}
+    if weights not in choices:  # pretrained, for a model whose weights are not here: it would only fail
+        weights = "scratch"
+    return {ui.note: gr.Markdown(value=text, visible=bool(text)), ui.settings["weights"]: gr.Radio(choices, value=weights)}
+
+
+def weights_choices(ctx: Context, ws, model) -> list[str]:
+    """The Weights a run of `model` can start from here: pretrained only where its weights can be had (built in,
+    or the Hub online), and the session's uploaded weights file once there is one."""
+    return ([*(["pretrained"] if pretrained_available(model, ctx.offline) else []), "scratch"]
+            + ([YOUR_FILE] if ws.weights_file is not None else []))
+
+
+def pretrained_available(name, offline: bool) -> bool:
+    name = name.strip() if isinstance(name, str) else ""
+    return bool(name) and (models.catalog_entry(name) or models.CatalogEntry(name, 0.0, "")).weights_available(offline)
+
+
+@user_errors
+def upload_weights(ctx: Context, ui: TrainUI, path, model, key=None) -> dict:
+    """Keep an uploaded weights file in the session's folder and train from it ("your file")."""
+    ws = ctx.workspace(key)
+    if not path:  # cleared: back to pretrained or scratch
+        ws.weights_file = None
+        choices = weights_choices(ctx, ws, model)
+        return {ui.settings["weights"]: gr.Radio(choices, value=choices[0])}
+    name = Path(path).name
+    if not name.lower().endswith(WEIGHTS_SUFFIXES):
+        raise UserError(f"{name}: a weights file is .safetensors, .pth, .pt or .bin (a state dict, or Snapfit's "
+                        "model.safetensors).")
+    folder = ws.folder / "weights"
+    shutil.rmtree(folder, ignore_errors=True)  # one file at a time: the newest
+    folder.mkdir(parents=True)
+    ws.weights_file = Path(shutil.copyfile(path, folder / name))
+    return {ui.settings["weights"]: gr.Radio(weights_choices(ctx, ws, model), value=YOUR_FILE)}
+
+
+def with_weights_file(ws, settings: dict) -> dict:
+    """The form's settings with "your file" as the path of the session's uploaded weights. A path typed into the
+    API is refused: a visitor must not make the server read its own files."""
+    weights = settings.get("weights")
+    if weights == YOUR_FILE:
+        if ws.weights_file is None or not ws.weights_file.is_file():
+            raise UserError("Upload a weights file first (Train tab, under Weights), or choose pretrained or scratch.")
+        return dict(settings, weights=str(ws.weights_file))
+    if weights not in (None, "", "pretrained", "scratch"):
+        raise UserError(f"Weights: choose pretrained, scratch or '{YOUR_FILE}' (after uploading one on the Train tab); "
+                        "files on the server are not read.")
+    return settings
+
+
+def show_plan(ctx: Context, ui: TrainUI, model, weights, strategy, img_size, augment, key=None) -> dict:
+    """The dataset the next run trains on, and warnings when these settings predict a poor result on it."""
+    dataset = ctx.workspace(key).dataset_or_builtin()
+    built_in = next((e.name for e in models.catalog(ctx.offline) if e.built_in), "a pretrained model")
+    found = advice.poor_run_warnings(dataset, weights, strategy, img_size, augment, f"**{built_in}**")
+    text = advice.training_on(dataset)
+    if found:
+        text += "\n\n**Likely a poor run:**\n" + "\n".join(f"- {line}" for line in found)
+    return {ui.plan: text}
 
 
 def show_runs(ctx: Context, ui: TrainUI, key=None) -> dict:

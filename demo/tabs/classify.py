@@ -9,6 +9,7 @@ import gradio as gr
 from demo.context import Context
 from demo.handlers import classify as h
 from demo.handlers.classify import ClassifyUI
+from demo.notice import notice
 from demo.wiring import bind
 
 
@@ -20,12 +21,13 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ClassifyUI:
                                  sources=["upload", "webcam", "clipboard"], height=300)
                 classify_btn = gr.Button("Classify image", variant="primary")
             with gr.Tab("Draw"):
-                sketch = gr.Sketchpad(label="Draw a shape", type="pil", canvas_size=(256, 256),
+                sketch = gr.Sketchpad(label="Draw", type="pil", canvas_size=(256, 256),
                                       brush=gr.Brush(default_size=8, colors=["#000000", "#d62728", "#1f77b4"]))
                 sketch_btn = gr.Button("Classify drawing", variant="primary")
             with gr.Row():
                 tta = gr.Checkbox(False, label="Test-time augmentation", info="Average with the mirror image")
                 cam = gr.Checkbox(True, label="Show Grad-CAM", info="Where the model looked")
+            classify_notice = notice("classify-notice")
             examples = gr.Gallery(label="Examples from the validation images: choose one", columns=6, height=200,
                                   object_fit="contain", allow_preview=False, elem_id="classify-examples")
         with gr.Column():
@@ -39,14 +41,15 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ClassifyUI:
                 upload = gr.File(label="Model .zip or files", file_count="multiple", file_types=[".zip", ".safetensors", ".json"])
                 model_status = gr.Markdown("", elem_id="model-status")
     ui = ClassifyUI(key=key, image=image, examples=examples, in_use=in_use, label=label, timing=timing, heatmap=heatmap,
-                    model_status=model_status)
+                    model_status=model_status, notice=classify_notice)
 
-    shown = ui.prediction_outputs
+    shown = [*ui.prediction_outputs, classify_notice]
     show_model = bind(h.show_model, ctx, ui)
     classify_btn.click(bind(h.predict, ctx, ui), [image, tta, cam, key], shown, api_name="predict", concurrency_limit=4)
+    image.input(bind(h.predict_new, ctx, ui), [image, tta, cam, key], shown, api_visibility="private", concurrency_limit=4)
     sketch_btn.click(bind(h.predict_sketch, ctx, ui), [sketch, tta, cam, key], shown, api_name="predict_sketch",
                      concurrency_limit=4)
-    tab.select(bind(h.show_examples, ctx, ui), [key], [examples], api_visibility="private")
+    tab.select(bind(h.show_examples, ctx, ui), [key], [examples, classify_notice], api_visibility="private")
     tab.select(show_model, [key], [in_use], api_name="model_in_use", api_visibility="undocumented")
     examples.select(bind(h.use_example, ctx, ui), [tta, cam, key], [image, *shown], api_visibility="private")
     upload.upload(bind(h.load_model, ctx, ui), [upload, key], [key, model_status], api_name="load_model").success(

@@ -17,6 +17,7 @@ from demo import folder_upload
 from demo.context import Context
 from demo.handlers import data as h
 from demo.handlers.data import DataUI
+from demo.notice import notice
 from demo.wiring import bind
 from engine import data as data_lib
 
@@ -46,14 +47,16 @@ def build(ctx: Context, key: gr.State) -> DataUI:
             with gr.Tab("Folder"):
                 gr.HTML("<p>Choose a folder on your disk holding one subfolder per class (for example "
                         "<code>pets/cats/…</code>, <code>pets/dogs/…</code>), or <code>train/</code> and "
-                        "<code>validation/</code> folders of class subfolders. Click the box to pick it.</p>",
+                        "<code>validation/</code> folders of class subfolders.</p>",
                         js_on_load=folder_upload.INSTALL_JS)
-                folder = gr.File(label="Folder of class subfolders (click to choose)", file_count="directory", type="filepath",
-                                 elem_id="data-folder", height=140)
+                # A button, not a drop box: a dropped folder arrives without its subfolder names (STACK.md)
+                folder = gr.UploadButton("Choose a folder of class subfolders", file_count="directory", type="filepath",
+                                         elem_id="data-folder", variant="primary")
                 relpaths = gr.Textbox(visible=False)  # filled in the browser: the files' paths inside the folder
             with gr.Tab(".zip"):
                 zip_file = gr.File(label="Dataset .zip (one sub-folder per class)", file_types=[".zip"],
                                    type="filepath", elem_id="data-zip", height=140)
+            load_notice = notice("data-notice")
         with gr.Column(scale=2):
             summary = gr.Markdown("No dataset loaded yet.", elem_id="data-summary")
             warnings = gr.Markdown("", elem_id="data-warnings")
@@ -69,9 +72,9 @@ def build(ctx: Context, key: gr.State) -> DataUI:
             counts = gr.BarPlot(x="class", y="images", title="Images per class", height=220, sort=None, y_lim=[0, None])
     gallery = gr.Gallery(label="Preview", columns=8, height=300, object_fit="contain", elem_id="data-preview")
     ui = DataUI(key=key, summary=summary, warnings=warnings, counts=counts, gallery=gallery, folder=folder,
-                first_status=first_status, first_stop=first_stop, best=best_btn)
+                first_status=first_status, first_stop=first_stop, best=best_btn, notice=load_notice)
 
-    shown = ui.dataset_outputs
+    shown = [*ui.dataset_outputs, load_notice]
     loads = [
         builtin_btn.click(bind(h.load_data, ctx, ui), [source, key], shown, api_name="load_data", **CONCURRENCY),
         hub_btn.click(bind(h.load_hub, ctx, ui), [hub_id, max_per_class, config, split, image_column, label_column, key],
@@ -80,10 +83,9 @@ def build(ctx: Context, key: gr.State) -> DataUI:
                       api_name="load_folder", **CONCURRENCY),
         zip_file.upload(bind(h.load_zip, ctx, ui), [zip_file, key], shown, api_name="load_zip", **CONCURRENCY),
     ]
-    loads[2].then(bind(h.clear_folder, ui), None, [folder], api_visibility="private")
-    prompt = bind(h.first_prompt, ui)
+    prompt = bind(h.first_prompt, ctx, ui)
     for load in loads:  # a new dataset: its own first model, not the last one's result
-        load.success(prompt, None, ui.first_outputs[1:], api_visibility="private")
+        load.success(prompt, [key], ui.first_outputs[1:], api_visibility="private")
     # Like /train: the handler only follows a job, so it takes no event slot (the job manager limits trainings).
     first_btn.click(bind(h.first_model, ctx, ui), [key], ui.first_outputs, api_name="first_model",
                     api_visibility="undocumented", concurrency_limit=None)

@@ -11,6 +11,7 @@ import gradio as gr
 from demo.context import Context
 from demo.handlers import evaluate as h
 from demo.handlers.evaluate import EvaluateUI
+from demo.notice import notice
 from demo.wiring import bind
 
 
@@ -18,6 +19,7 @@ def build(ctx: Context, key: gr.State) -> EvaluateUI:
     gr.Markdown("Run the trained model over its validation images (the ones it never trained on) and see where it "
                 "goes wrong. Choose a cell of the table to see the images behind it.")
     run = gr.Button("Evaluate the model", variant="primary")
+    run_notice = notice("eval-notice")
     summary = gr.Markdown("No evaluation yet.", elem_id="eval-summary")
     with gr.Row():
         with gr.Column():
@@ -33,10 +35,10 @@ def build(ctx: Context, key: gr.State) -> EvaluateUI:
     losses = gr.Gallery(label="Highest losses (actual / predicted / probability of the actual class)", columns=8,
                         height=260, object_fit="contain", elem_id="eval-top-losses")
     ui = EvaluateUI(key=key, summary=summary, scores=scores, figure=figure, table=table, actual=actual,
-                    predicted=predicted, cell=cell, losses=losses, pairs=pairs)
+                    predicted=predicted, cell=cell, losses=losses, pairs=pairs, notice=run_notice)
 
-    run.click(bind(h.run_evaluation, ctx, ui), [key], ui.outputs, api_name="evaluate")
+    run.click(bind(h.run_evaluation, ctx, ui), [key], [*ui.outputs, run_notice], api_name="evaluate")
     table.select(bind(h.choose_cell, ctx, ui), [key], [actual, predicted], api_visibility="private")
-    gr.on([actual.change, predicted.change], bind(h.show_cell, ctx, ui), [actual, predicted, key], [cell],
+    gr.on([actual.change, predicted.change], bind(h.show_cell, ctx, ui), [actual, predicted, key], [cell, run_notice],
           api_name="cell_images")
     return ui

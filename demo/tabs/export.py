@@ -10,6 +10,7 @@ import gradio as gr
 from demo.context import Context
 from demo.handlers import export as h
 from demo.handlers.export import ExportUI
+from demo.notice import notice
 from demo.wiring import bind
 
 
@@ -23,6 +24,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ExportUI:
                         "plain timm: `timm.create_model(\"local-dir:FOLDER\", pretrained=True)`, and back into **Classify**.")
             download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
             onnx_btn = gr.Button("Export to ONNX")
+            onnx_notice = notice("onnx-notice")
             onnx_file = gr.File(label="ONNX model (dynamic batch; class names and preprocessing in its metadata)",
                                 visible=False, elem_id="onnx-file")
         with gr.Column():
@@ -35,9 +37,9 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ExportUI:
             private = gr.Checkbox(True, label="Private repo")
             push_btn = gr.Button("Push to the Hub", variant="primary")
             pushed = gr.Markdown("", elem_id="push-result")
-    ui = ExportUI(current=current, download=download, onnx_file=onnx_file, pushed=pushed)
+    ui = ExportUI(current=current, download=download, onnx_file=onnx_file, pushed=pushed, notice=onnx_notice)
 
     tab.select(bind(h.show, ctx, ui), [key], [current, download], api_visibility="private")
-    onnx_btn.click(bind(h.export_onnx, ctx, ui), [key], [onnx_file], api_name="export_onnx")
+    onnx_btn.click(bind(h.export_onnx, ctx, ui), [key], [onnx_file, onnx_notice], api_name="export_onnx")
     push_btn.click(bind(h.push, ctx, ui), [repo, token, private, key], [pushed], api_name="push_to_hub")
     return ui

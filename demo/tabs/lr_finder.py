@@ -12,6 +12,7 @@ import gradio as gr
 from demo.context import Context
 from demo.handlers import lr_finder as h
 from demo.handlers.lr_finder import FinderUI
+from demo.notice import notice
 from demo.train_form import controls
 from demo.wiring import bind
 from engine.config import FinderConfig
@@ -29,15 +30,17 @@ def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
             with gr.Row():
                 run = gr.Button("Run LR finder", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
+            run_notice = notice("lr-notice")
             choice = gr.Radio([], label="Suggestion to use", elem_id="lr-choice")
             use = gr.Button("Use this LR", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown("Not run yet.", elem_id="lr-status")
             plot = gr.Plot(label="Loss vs learning rate")
             values = gr.Markdown("", elem_id="lr-values")
-    ui = FinderUI(key=key, status=status, plot=plot, values=values, choice=choice, use=use, run=run, stop=stop)
+    ui = FinderUI(key=key, status=status, plot=plot, values=values, choice=choice, use=use, run=run, stop=stop,
+                   notice=run_notice)
 
-    run.click(bind(h.lr_find, ctx, ui), [start_lr, end_lr, steps, key], ui.outputs, inputs_kwargs=train_settings,
+    run.click(bind(h.lr_find, ctx, ui), [start_lr, end_lr, steps, key], [*ui.outputs, run_notice], inputs_kwargs=train_settings,
               api_name="lr_find", concurrency_limit=None)
     stop.click(bind(h.stop_finder, ctx, ui), [key], [stop], api_name="stop_lr_find")
     return ui

@@ -13,6 +13,7 @@ from demo import plots
 from demo.context import Context
 from demo.handlers import train as h
 from demo.handlers.train import TrainUI
+from demo.notice import notice
 from demo.train_form import controls, form_values
 from demo.wiring import bind
 from engine.config import DEFAULT_RECIPE, TrainConfig, options, recipe
@@ -44,6 +45,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
     s = {}  # TrainConfig field -> the component that sets it; the /train API takes them as keyword arguments
     with gr.Row():
         with gr.Column(scale=1):
+            plan = gr.Markdown("", elem_id="train-plan")
             recipe = gr.Radio([(f"{name}: {note}", name) for name, note in RECIPE_NOTES.items()], value=DEFAULT_RECIPE,
                               label="Recipe", elem_id="train-recipe",
                               info="Sets every setting below to a tested starting point; change any of them after")
@@ -55,6 +57,8 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             s["weights"] = gr.Radio(["pretrained", "scratch"], value=v["weights"], label=table["weights"].label,
                                     info="pretrained: ImageNet weights, built in for the EfficientNet-Lite models, "
                                          + ("from the Hub for others (offline here)" if ctx.offline else "from the Hub for others"))
+            weights_file = gr.File(label="Or start from your own weights (.safetensors, .pth)", file_types=list(h.WEIGHTS_SUFFIXES),
+                                   type="filepath", height=90, elem_id="train-weights-file")
             s |= controls(TrainConfig, v, BASIC, caps=limits, elem_prefix="train-")
             with gr.Accordion("Advanced", open=False):
                 s |= controls(TrainConfig, v, ADVANCED[:ADVANCED.index("augment") + 1], caps=limits, elem_prefix="train-")
@@ -65,6 +69,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
+            start_notice = notice("train-notice")
         with gr.Column(scale=2):
             runs = gr.Markdown("", elem_id="train-runs")
             status = gr.Markdown("Not started.", elem_id="train-status")
@@ -80,22 +85,28 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
     ui = TrainUI(key=key, recipe=recipe, settings=s, note=note, preview=preview, runs=runs, status=status,
                  loss_plot=loss_plot, acc_plot=acc_plot, lr_plot=lr_plot, log=log, start=start, stop=stop,
-                 results=results, download=download)
+                 results=results, download=download, notice=start_notice,
+                 plan=plan)
 
     # The streaming handler only waits on the job, so it needs no concurrency slot of its own: the job
     # manager is what limits how many trainings run at once.
     show_runs = bind(h.show_runs, ctx, ui)
-    start.click(bind(h.train, ctx, ui), [key], ui.progress_outputs, inputs_kwargs=s, api_name="train",
+    start.click(bind(h.train, ctx, ui), [key], [*ui.progress_outputs, start_notice], inputs_kwargs=s, api_name="train",
                 concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private")
     stop.click(bind(h.stop_training, ctx, ui), [key], [stop], api_name="stop_training")
-    preview_btn.click(bind(h.preview_augmentation, ctx, ui), [s["augment"], s["img_size"], s["seed"], key], [preview],
+    preview_btn.click(bind(h.preview_augmentation, ctx, ui), [s["augment"], s["img_size"], s["seed"], key], [preview, start_notice],
                       api_name="preview_augmentation")
     # `input`, not `change`: a recipe the page sets itself (restoring a reloaded run's settings, the Data tab's
     # "best" button) comes with its settings, which a `change` would overwrite with the recipe's own.
-    recipe.input(bind(h.apply_recipe, ctx, ui), [recipe], list(s.values()), api_name="apply_recipe",
+    recipe.input(bind(h.apply_recipe, ctx, ui), [recipe], [*s.values(), start_notice], api_name="apply_recipe",
                  api_visibility="undocumented")
     show_note = bind(h.show_note, ctx, ui)
     for component in (s["model"], s["weights"]):
-        component.change(show_note, [s["model"], s["weights"]], [note], api_visibility="private")
+        component.change(show_note, [s["model"], s["weights"], key], [note, s["weights"]], api_visibility="private")
+    gr.on([weights_file.upload, weights_file.clear], bind(h.upload_weights, ctx, ui), [weights_file, s["model"], key],
+          [s["weights"], start_notice], api_visibility="private")
     tab.select(show_runs, [key], [runs], api_name="train_runs", api_visibility="undocumented")
+    plan_inputs = [s[name] for name in ("model", "weights", "strategy", "img_size", "augment")]
+    gr.on([tab.select, *(control.change for control in plan_inputs)], bind(h.show_plan, ctx, ui), [*plan_inputs, key],
+          [plan], api_visibility="private")
     return ui

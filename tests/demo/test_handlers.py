@@ -9,6 +9,7 @@ import pytest
 from gradio.helpers import special_args
 
 from demo import build_page, plots
+from demo import notice as notices
 from demo.context import Context
 from demo.handlers import classify, data, evaluate, export, page, train
 from demo.jobs import JobManager
@@ -42,8 +43,9 @@ def ui(ctx):
 
 def test_a_recipe_sets_every_setting_by_component(ctx, ui):
     update = train.apply_recipe(ctx, ui.train, "best")
-    assert set(update) == set(ui.train.settings.values())
+    assert set(update) == {*ui.train.settings.values(), ui.train.notice}  # and the notice cleared
     assert {field: update[control] for field, control in ui.train.settings.items()} == form_values(RECIPES["best"])
+    assert update[ui.train.notice] == ""
     chosen = train.choose_recipe(ctx, ui.train, "scratch")
     assert chosen[ui.train.recipe] == "scratch" and chosen[ui.train.settings["img_size"]] == form_values(RECIPES["scratch"])["img_size"]
     with pytest.raises(gr.Error, match="Unknown recipe 'fastest'"):
@@ -108,12 +110,12 @@ def test_the_status_line_shows_the_learning_rate_as_it_changes():
 
 def test_a_load_shows_the_dataset_and_decodes_it_for_the_first_model(ctx, ui, tmp_path):
     update = data.load_zip(ctx, ui.data, str(colour_zip(tmp_path / "colours.zip")), None, no_progress)
-    assert set(update) == set(ui.data.dataset_outputs)
+    assert set(update) == {*ui.data.dataset_outputs, ui.data.notice}  # the notice cleared
     ws = ctx.workspace(update[ui.data.key])
     assert "36 images in 3 classes" in update[ui.data.summary] and update[ui.data.warnings] == "No problems found."
     assert update[ui.data.counts]["images"].tolist() == [12, 12, 12] and len(update[ui.data.gallery]) == 12
     assert list(ws.decode_cache) == [decoded_key(data.first_model_config(ctx))]  # the Data tab's own run, decoded once
-    assert data.first_prompt(ui.data)[ui.data.first_status] == data.FIRST_PROMPT
+    assert data.first_prompt(ctx, ui.data, ws.key)[ui.data.first_status] == data.FIRST_PROMPT
     with pytest.raises(gr.Error, match="Choose a .zip file first"):
         data.load_zip(ctx, ui.data, None, ws.key, no_progress)
 
@@ -182,3 +184,42 @@ def test_the_log_uses_the_same_words_as_the_command_line():
     for event in events:
         progress.add(event)
     assert progress.log == [describe(e) for e in events]
+
+
+@pytest.fixture
+def from_page():
+    """Handle calls as Gradio does for the app's own page: its requests carry x-gradio-user: app."""
+    from gradio.context import LocalContext
+
+    token = LocalContext.request.set(SimpleNamespace(headers={"x-gradio-user": "app"}))
+    yield
+    LocalContext.request.reset(token)
+
+
+def test_an_expected_problem_from_the_page_is_told_in_the_notice_and_changes_nothing_else(ctx, ui, from_page):
+    # a plain handler: only the notice is updated, so the dataset shown stays as it was
+    update = data.load_hub(ctx, ui.data, "  ", 100, "", "", "", "", None, no_progress)
+    assert list(update) == [ui.data.notice] and "Type a Hub dataset id" in update[ui.data.notice]
+    # a streaming one: a run that cannot start says why under Start, and yields nothing else
+    values = form_values(RECIPES["scratch"])
+    updates = list(train.train(ctx, ui.train, None, **dict(values, epochs=0)))
+    assert len(updates) == 1 and list(updates[0]) == [ui.train.notice] and "epochs" in updates[0][ui.train.notice].lower()
+    # a recipe that does not exist: the message names it
+    update = train.apply_recipe(ctx, ui.train, "fastest")
+    assert update == {ui.train.notice: notices.text(update[ui.train.notice].removeprefix("⚠️ "))}
+    assert "Unknown recipe 'fastest'" in update[ui.train.notice]
+    # the next call that works clears the notice
+    assert train.apply_recipe(ctx, ui.train, "best")[ui.train.notice] == ""
+
+
+def test_a_bug_is_still_an_error_on_the_page(ctx, ui, from_page, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+    monkeypatch.setattr(data.data_lib, "load_builtin", broken)
+    with pytest.raises(gr.Error, match=r"Internal error \(KeyError\)"):
+        data.load_data(ctx, ui.data, "builtin:shapes", None, no_progress)
+
+
+def test_an_api_caller_gets_the_problem_as_an_error(ctx, ui):
+    with pytest.raises(gr.Error, match="Type a Hub dataset id"):
+        data.load_hub(ctx, ui.data, "  ", 100, "", "", "", "", None, no_progress)

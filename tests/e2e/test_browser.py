@@ -53,6 +53,14 @@ def wait_for_text(page, selector: str, wanted, timeout: float, fail_on=("failed"
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {wanted!r} in {selector}; it shows {text!r}")
 
 
+def assert_calm(page) -> None:
+    """What an expected problem must not cause: an error toast, or Gradio's "Error" badge over the outputs."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".toast-body")).to_have_count(0)
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+
+
 def open_app(page, url: str) -> None:
     """Load the page and wait for the on-load handler to show the built-in dataset."""
     page.goto(url)
