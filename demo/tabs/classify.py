@@ -14,7 +14,7 @@ from demo.wiring import bind
 
 def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ClassifyUI:
     with gr.Row():
-        with gr.Column():
+        with gr.Column(min_width=460):  # room for the examples' 4 columns (100 px each at least); narrower: one column
             with gr.Tab("Image"):
                 image = gr.Image(label="Image (upload, webcam or paste)", type="pil", image_mode=None,
                                  sources=["upload", "webcam", "clipboard"], height=300)
