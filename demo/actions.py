@@ -29,6 +29,7 @@ from engine.predict import Predictor
 from engine.train import TrainConfig, fit
 
 EXAMPLES = 12  # validation images offered as examples on the Classify tab
+DISPLAY_SIDE = 256  # the longest side of the validation images shown to people (Evaluate, Classify's examples)
 MODEL_FILES = {"model.safetensors", "config.json", "metrics.json", "README.md"}  # what an uploaded model folder may hold
 SAVED = (Finished, Stopped, SavedBeforeFailure)  # the events that end a run; with a model_dir, a model was saved
 
@@ -126,7 +127,8 @@ def tidy_uploads(ctx, ws: Workspace) -> None:
 
 
 def evaluate_workspace(ws: Workspace) -> dict:
-    """Predict every validation image of the workspace's dataset with its model; keep the images for the views."""
+    """Predict every validation image of the workspace's dataset with its model; keep the images (and where they
+    come from, for `evaluation_images`) for the views."""
     predictor = ws.get_predictor()
     if predictor is None:
         raise UserError("There is no trained model yet: train one on the Train tab (or load one on the Classify tab).")
@@ -137,12 +139,21 @@ def evaluate_workspace(ws: Workspace) -> dict:
     decoded, _ = data_lib.decode(dataset, val_idx, predictor.img_size)  # unreadable files are skipped, labels follow
     images = list(decoded.x.permute(0, 2, 3, 1).numpy())
     labels = [names.index(dataset.class_names[y]) for y in decoded.y.tolist()]
-    ws.evaluation = dict(result=evaluate(predictor, images, labels, names), images=images, labels=labels)
+    ws.evaluation = dict(result=evaluate(predictor, images, labels, names), images=images, labels=labels,
+                         dataset=dataset, index=decoded.index)
     return ws.evaluation
 
 
+def evaluation_images(ev: dict, positions: list[int]) -> list:
+    """Images of an evaluation (positions in its list) as people should see them: the originals at display size,
+    not the small squares the model saw (which stand in, enlarged, for an original that no longer reads)."""
+    return data_lib.originals(ev["dataset"], [ev["index"][p] for p in positions], DISPLAY_SIDE,
+                              fallbacks=[ev["images"][p] for p in positions])
+
+
 def validation_examples(ws: Workspace) -> list:
-    """A few validation images spread over the classes, as (array, class name), at the model's size if any."""
+    """A few validation images spread over the classes, as (array, class name), at display size (unreadable ones
+    left out)."""
     dataset = ws.dataset_or_builtin()
     _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     by_class = {}
@@ -152,9 +163,8 @@ def validation_examples(ws: Workspace) -> list:
     for round_ in range(EXAMPLES):
         picks += [items[round_] for items in by_class.values() if round_ < len(items)]
     picks = picks[:EXAMPLES]
-    predictor = ws.get_predictor()
-    decoded, _ = data_lib.decode(dataset, picks, predictor.img_size if predictor else 96)
-    return [(x.permute(1, 2, 0).numpy(), dataset.class_names[y]) for x, y in zip(decoded.x, decoded.y.tolist())]
+    shown = data_lib.originals(dataset, picks, DISPLAY_SIDE)
+    return [(image, dataset.class_names[dataset.labels[i]]) for image, i in zip(shown, picks) if image is not None]
 
 
 def classify(ws: Workspace, img, top_k: int, use_tta: bool = False, show_cam: bool = True):

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from engine import labelled, sample
+from engine import images, labelled, sample
 from engine.config import AUGMENTATIONS
 from engine.errors import UserError
 from engine.folders import MAX_ZIP_BYTES, MAX_ZIP_FILES, load_folder, load_zip, safe_extract  # noqa: F401 (API)
@@ -89,6 +90,20 @@ def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[t
     picks = first_per_class(range(len(data)), data.labels, per_class, len(data.class_names))
     tensors, _ = decode(data, sorted(picks, key=lambda i: data.labels[i]), size)
     return [(x.permute(1, 2, 0).numpy(), data.class_names[y]) for x, y in zip(tensors.x, tensors.y.tolist())]
+
+
+def originals(data: LabelledImages, indices, max_side: int, fallbacks=None) -> list[np.ndarray | None]:
+    """The items' own images for people to look at (uint8 H x W x 3, aspect kept, longest side at most max_side),
+    rather than the small squares a model works on. An item that no longer reads shows its entry of `fallbacks`
+    (say, its decoded square) enlarged to max_side instead, or None when there are no fallbacks."""
+    shown = []
+    for k, i in enumerate(indices):
+        try:
+            shown.append(np.array(images.for_display(data.images[i], max_side)))
+        except DECODE_ERRORS:
+            square = None if fallbacks is None else Image.fromarray(np.asarray(fallbacks[k], dtype=np.uint8))
+            shown.append(None if square is None else np.array(square.resize((max_side, max_side), Image.BICUBIC)))
+    return shown
 
 
 # ---------------------------------------------------------------------------------------------- decoding

@@ -1,4 +1,5 @@
-"""Single images: open any supported file as upright RGB, check a file cheaply, decode to a small square.
+"""Single images: open any supported file as upright RGB, check a file cheaply, decode to a small square, or to a
+size for showing people.
 
 An item of a dataset is a path, the encoded bytes of an image (Hub datasets), or a PIL image (the built-in
 set). Everything here takes any of the three.
@@ -88,3 +89,16 @@ def to_square(image, size: int) -> np.ndarray:
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0)
     return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
+
+
+def for_display(image, max_side: int) -> Image.Image:
+    """Upright RGB with its own aspect ratio, shrunk so its longest side is at most max_side (never enlarged):
+    what people should see of an image that a model saw as a small square."""
+    img = open_image(image)
+    if img is not image and img.format == "JPEG":  # as in to_square: a big photo decodes at a reduced scale
+        img.draft("RGB", (max_side, max_side))
+    img = open_rgb(img)
+    scale = max_side / max(img.size)
+    if scale >= 1:
+        return img
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS, reducing_gap=3.0)

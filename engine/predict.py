@@ -1,5 +1,5 @@
 """Predictor: class probabilities for new images from a model folder, with optional test-time augmentation
-(the image and its mirror image, averaged) and a Grad-CAM heatmap for CNNs."""
+(the image and its mirror image, averaged) and a Grad-CAM heatmap for CNNs, shown over the image at its own size."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +11,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine import data as data_lib
+from engine import images
 from engine.errors import UserError
 from engine.export import load_model_folder
 from engine.models import has_depthwise
+
+CAM_SIDE = 512  # the longest side of a Grad-CAM overlay: the image's own size up to this
 
 
 class Predictor:
@@ -37,12 +40,8 @@ class Predictor:
 
     def tensor(self, image) -> torch.Tensor:
         """Any image (path, PIL, HxWx3/4 uint8 array) -> uint8 (3, S, S), converted the way training saw images."""
-        if isinstance(image, np.ndarray):
-            if image.ndim not in (2, 3) or image.size == 0:
-                raise UserError("That does not look like an image.")
-            image = Image.fromarray(image.astype(np.uint8))
         try:
-            arr = data_lib.to_square(image, self.img_size)
+            arr = data_lib.to_square(as_image(image), self.img_size)
         except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise UserError(f"Could not read that image ({exc.__class__.__name__}): upload a PNG, JPEG or WebP file.") from exc
         return torch.from_numpy(arr).permute(2, 0, 1)
@@ -64,23 +63,51 @@ class Predictor:
             {self.class_names[i]: float(v) for v, i in zip(vs.tolist(), ix.tolist())} for vs, ix in zip(values, indices)
         ]
 
-    def gradcam(self, image, class_name: str | None = None) -> tuple[Image.Image | None, str]:
-        """Grad-CAM (Selvaraju et al.) for the predicted class, or `class_name`: the last feature map weighted
-        by its mean gradient, overlaid on the image. Returns (overlay, caption); (None, reason) for models whose
-        features are not a spatial map (Vision Transformers)."""
-        decoded = self.tensor(image)  # uint8 (3, S, S): the model's input and the overlay's background
-        x = self.normalize(decoded[None])
+    def gradcam(self, image, class_name: str | None = None, max_side: int = CAM_SIDE) -> tuple[Image.Image | None, str]:
+        """Grad-CAM (Selvaraju et al.) for the predicted class, or `class_name`, overlaid on the image at its own
+        size (longest side at most max_side): see `heat_map` and `overlay`. Returns (overlay, caption); (None,
+        reason) for models whose features are not a spatial map (Vision Transformers)."""
+        image = as_image(image)
+        cam, index = self.heat_map(image, class_name)
+        if cam is None:
+            return None, "Grad-CAM is not available for this model (its features are tokens, not a spatial map)."
+        return overlay(image, cam, max_side), f"Where the model looked for '{self.class_names[index]}'"
+
+    def heat_map(self, image, class_name: str | None = None) -> tuple[torch.Tensor | None, int]:
+        """Grad-CAM on the model's input (the image's centre square at the model's size): the last feature map
+        weighted by its mean gradient for the class, at the feature map's own resolution, in [0, 1]. Returns (map,
+        class index); the map is None when the features are tokens, not a spatial map."""
+        x = self.normalize(self.tensor(image)[None])
         with torch.enable_grad():
             feats = self.model.forward_features(x)
             if feats.ndim != 4:
-                return None, "Grad-CAM is not available for this model (its features are tokens, not a spatial map)."
+                return None, -1
             logits = self.model.forward_head(feats)
             index = self.class_names.index(class_name) if class_name else int(logits.argmax(1))
             (grads,) = torch.autograd.grad(logits[0, index], feats)
-        cam = (grads.mean((2, 3), keepdim=True) * feats).sum(1, keepdim=True).relu().detach()
-        cam = F.interpolate(cam, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)[0, 0]
-        cam = (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
-        heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.uint8)
-        base = decoded.permute(1, 2, 0).numpy()
-        overlay = (0.55 * base + 0.45 * heat).astype(np.uint8)
-        return Image.fromarray(overlay), f"Where the model looked for '{self.class_names[index]}'"
+        cam = (grads.mean((2, 3), keepdim=True) * feats).sum(1).relu().detach()[0].float()
+        return (cam / cam.max() if cam.max() > 0 else cam), index
+
+
+def as_image(image) -> Image.Image | str | Path:
+    """A path or PIL image as it is; an H x W (x 3/4) array as a PIL image."""
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise UserError("That does not look like an image.")
+        return Image.fromarray(image.astype(np.uint8))
+    return image
+
+
+def overlay(image, cam: torch.Tensor, max_side: int = CAM_SIDE) -> Image.Image:
+    """A heat map (values in [0, 1], any resolution) over the image shown at its own size (longest side at most
+    max_side). The map covers the centre square the model saw (data.to_square crops it); the rest stays plain."""
+    base = np.asarray(images.for_display(as_image(image), max_side), dtype=np.float32)
+    h, w = base.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    # bilinear up from the feature map's few cells: a smooth map at the picture's own resolution
+    cam = F.interpolate(cam[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+    heat = matplotlib.colormaps["jet"](cam.numpy())[..., :3] * 255
+    square = base[top:top + side, left:left + side]
+    base[top:top + side, left:left + side] = 0.55 * square + 0.45 * heat
+    return Image.fromarray(base.round().astype(np.uint8))

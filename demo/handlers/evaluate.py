@@ -78,12 +78,14 @@ def cell_images(ev: dict, actual_name: str, predicted_name: str) -> list:
     if actual_name not in names or predicted_name not in names:
         raise UserError("Choose an actual and a predicted class from the lists.")
     a, p = names.index(actual_name), names.index(predicted_name)
-    hits = [i for i, (y, q) in enumerate(zip(ev["labels"], ev["result"]["predictions"])) if y == a and q == p]
-    return [(ev["images"][i], f"{actual_name} -> {predicted_name}") for i in hits[:CELL_LIMIT]]
+    hits = [i for i, (y, q) in enumerate(zip(ev["labels"], ev["result"]["predictions"])) if y == a and q == p][:CELL_LIMIT]
+    return [(image, f"{actual_name} -> {predicted_name}") for image in actions.evaluation_images(ev, hits)]
 
 
 def top_loss_images(ev: dict) -> list:
-    return [(ev["images"][t["index"]], f"{t['actual']} / {t['predicted']} / {t['p_actual']:.2f}") for t in ev["result"]["top_losses"]]
+    losses = ev["result"]["top_losses"]
+    images = actions.evaluation_images(ev, [t["index"] for t in losses])
+    return [(image, f"{t['actual']} / {t['predicted']} / {t['p_actual']:.2f}") for image, t in zip(images, losses)]
 
 
 def render_summary(r: dict) -> str:

@@ -15,7 +15,7 @@ from demo.wiring import bind
 
 def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ClassifyUI:
     with gr.Row():
-        with gr.Column():
+        with gr.Column(min_width=460):  # room for the examples' 4 columns (100 px each at least); narrower: one column
             with gr.Tab("Image"):
                 image = gr.Image(label="Image (upload, webcam or paste)", type="pil", image_mode=None,
                                  sources=["upload", "webcam", "clipboard"], height=300)
@@ -28,8 +28,9 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> ClassifyUI:
                 tta = gr.Checkbox(False, label="Test-time augmentation", info="Average with the mirror image")
                 cam = gr.Checkbox(True, label="Show Grad-CAM", info="Where the model looked")
             classify_notice = notice("classify-notice")
-            examples = gr.Gallery(label="Examples from the validation images: choose one", columns=6, height=200,
-                                  object_fit="contain", allow_preview=False, elem_id="classify-examples")
+            # 4 columns: Gradio's gallery gives each column at least 100 px, and 6 ran off this half-width column
+            examples = gr.Gallery(label="Examples from the validation images: choose one", columns=4, height=300,
+                                  object_fit="contain", fit_columns=False, allow_preview=False, elem_id="classify-examples")
         with gr.Column():
             in_use = gr.Markdown("", elem_id="classify-model")
             label = gr.Label(num_top_classes=h.TOP_K, label="Prediction", elem_id="prediction")

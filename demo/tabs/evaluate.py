@@ -31,9 +31,12 @@ def build(ctx: Context, key: gr.State) -> EvaluateUI:
     with gr.Row():
         actual = gr.Dropdown([], label="Actual class")
         predicted = gr.Dropdown([], label="Predicted class")
-    cell = gr.Gallery(label="Images in this cell", columns=8, height=240, object_fit="contain", elem_id="eval-cell")
+    # The original images (demo/actions.py evaluation_images), two full rows in view. fit_columns=False: a cell of
+    # two images would otherwise blow them up to half the page's width each.
+    cell = gr.Gallery(label="Images in this cell", columns=8, height=340, object_fit="contain", fit_columns=False,
+                      elem_id="eval-cell")
     losses = gr.Gallery(label="Highest losses (actual / predicted / probability of the actual class)", columns=8,
-                        height=260, object_fit="contain", elem_id="eval-top-losses")
+                        height=340, object_fit="contain", fit_columns=False, elem_id="eval-top-losses")
     ui = EvaluateUI(key=key, summary=summary, scores=scores, figure=figure, table=table, actual=actual,
                     predicted=predicted, cell=cell, losses=losses, pairs=pairs, notice=run_notice)
 

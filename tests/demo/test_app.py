@@ -61,7 +61,7 @@ def test_load_train_predict(trained, shape_png):
     label, timing, heatmap = c.predict(handle_file(shape_png), True, True, api_name="/predict")
     assert label["label"] in sample.CLASSES and len(label["confidences"]) == 5
     assert "ms" in timing and "Where the model looked" in timing
-    assert Image.open(heatmap).size == (48, 48)  # the Grad-CAM overlay at the model's input size
+    assert Image.open(heatmap).size == Image.open(shape_png).size  # the Grad-CAM overlay at the picture's size, not 48 px
     _, _, no_heatmap = c.predict(handle_file(shape_png), False, False, api_name="/predict")
     assert no_heatmap is None
 
@@ -94,6 +94,9 @@ def test_evaluation_views(trained):
     matrix = {row[0]: row[1:] for row in table["data"]}
     images = c.predict("circle", "circle", api_name="/cell_images")
     assert len(images) == min(48, matrix["circle"][0]) and all(item["caption"] == "circle -> circle" for item in images)
+    # the original pictures (square, 64 to 96 px), not the 48 px squares the model saw
+    sizes = {Image.open(item["image"]).size for item in images + losses}
+    assert len(sizes) > 1 and all(sample.MIN_SIDE <= w == h <= sample.MAX_SIDE for w, h in sizes), sizes
 
 
 def test_the_app_classifies_and_evaluates_on_the_compute_thread(trained, shape_png):

@@ -117,6 +117,20 @@ def test_augmentation_preview_shows_what_training_sees(small_shapes):
         data.augmentation_preview(small_shapes, "heavy", 32)
 
 
+def test_originals_are_shown_at_their_own_size_capped_with_a_fallback_for_a_lost_file(tmp_path):
+    photo, small, lost = tmp_path / "photo.jpg", tmp_path / "small.png", tmp_path / "lost.png"
+    Image.new("RGB", (800, 600), (10, 120, 200)).save(photo)
+    Image.new("RGBA", (40, 30), (200, 10, 10, 0)).save(small)  # transparent: shown on white, as training sees it
+    Image.new("RGB", (64, 64)).save(lost)
+    items = data.LabelledImages(["a", "b"], [str(photo), str(small), str(lost)], [0, 1, 1], "test")
+    lost.unlink()  # removed after loading: its decoded square stands in
+    square = np.full((48, 48, 3), 77, np.uint8)
+    shown = data.originals(items, [0, 1, 2], 256, fallbacks=[None, None, square])
+    assert [a.shape for a in shown] == [(192, 256, 3), (30, 40, 3), (256, 256, 3)]  # aspect kept; never enlarged
+    assert shown[1].min() == 255 and (shown[2] == 77).all()
+    assert data.originals(items, [2, 0], 100)[0] is None and data.originals(items, [2, 0], 100)[1].shape == (75, 100, 3)
+
+
 # ---------------------------------------------------------------------------------------------- layouts
 
 

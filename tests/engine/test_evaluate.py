@@ -48,12 +48,24 @@ def test_tta_averages_the_image_and_its_mirror(small_shapes, tmp_path):
 
 def test_gradcam_for_a_cnn_and_a_note_for_a_vit(small_shapes, tmp_path):
     cnn = folder(small_shapes, tmp_path, "resnet10t", "cnn")
-    overlay, caption = cnn.gradcam(small_shapes.images[0], "square")
-    assert overlay.size == (32, 32) and "square" in caption
+    image = small_shapes.images[0]
+    overlay, caption = cnn.gradcam(image, "square")
+    assert overlay.size == image.size != (32, 32) and "square" in caption  # the picture's own size, not the model's
     assert np.asarray(overlay).std() > 0  # a real heat map, not a blank image
     vit = folder(small_shapes, tmp_path, "vit_tiny_patch16_224", "vit")
     overlay, caption = vit.gradcam(small_shapes.images[0])
     assert overlay is None and "not available" in caption
+
+
+def test_a_gradcam_overlay_has_the_pictures_size_capped_and_tints_only_what_the_model_saw(small_shapes, tmp_path):
+    cnn = folder(small_shapes, tmp_path, "resnet10t", "cnn")
+    wide = Image.new("RGB", (1200, 400), (128, 128, 128))  # the model sees its centre square, 400 x 400
+    overlay, _ = cnn.gradcam(wide, max_side=600)
+    assert overlay.size == (600, 200)  # aspect kept, longest side capped
+    tinted = np.abs(np.asarray(overlay, dtype=np.int16) - 128).sum(2) > 0
+    assert tinted[:, 200:400].all() and not tinted[:, :200].any() and not tinted[:, 400:].any()
+    small, _ = cnn.gradcam(np.full((20, 30, 3), 200, np.uint8))  # an array, smaller than the cap: left at its size
+    assert small.size == (30, 20)
 
 
 def test_cli_eval_writes_every_metric(small_shapes, tmp_path):
