@@ -37,6 +37,8 @@ BROWSER_SECRET = os.environ.get("SNAPFIT_BROWSER_SECRET", "snapfit-workspace-key
 # Events that may run side by side (per event; Gradio's default is 1). Long work runs in jobs, not in events,
 # so this only decides how many users' quick actions (a preview, an evaluation) overlap.
 CONCURRENCY = 4
+# Gradio 6.31 announces a finished event to screen readers as its raw key: its English table lacks it
+MISSING_TRANSLATIONS = gr.I18n(en={"common.complete": "Done"})
 QUEUE_SIZE = 64  # events waiting beyond that get Gradio's "Queue is full" (ZeroGPU's default would be 1)
 
 
@@ -82,7 +84,7 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     show_runs = bind(train_handlers.show_runs, ctx, page.train)
     page.finder.use.click(bind(page_handlers.use_lr, page), [page.finder.choice], [page.train.settings["lr"], page.tabs],
                           api_name="use_lr")
-    page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), None, [page.train.recipe, *settings, page.tabs],
+    page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), [page.key], [page.train.recipe, *settings, page.tabs],
                          api_visibility="private").then(show_runs, [page.key], [page.train.runs], api_visibility="private")
 
     loaded = blocks.load(bind(page_handlers.restore, ctx, page), [page.browser_key],
@@ -109,4 +111,4 @@ def launch_kwargs() -> dict:
     rather than a bare "Error"; the app's own handlers turn every failure into a one-line message anyway.
     """
     return dict(max_file_size=os.environ.get("SNAPFIT_MAX_UPLOAD", "").strip() or "500mb", show_error=True,
-                footer_links=["api", "gradio", "settings"])
+                footer_links=["api", "gradio", "settings"], i18n=MISSING_TRANSLATIONS)

@@ -40,6 +40,6 @@ def use_lr(page: Page, choice) -> dict:
     return {page.train.settings["lr"]: gr.Number(value=float(choice)), page.tabs: gr.Tabs(selected="train")}
 
 
-def open_best_recipe(ctx: Context, page: Page) -> dict:
+def open_best_recipe(ctx: Context, page: Page, key=None) -> dict:
     """The Data tab's way on from a first model: the Train tab, set to fine-tune the whole network."""
-    return {**train.choose_recipe(ctx, page.train, "best"), page.tabs: gr.Tabs(selected="train")}
+    return {**train.choose_recipe(ctx, page.train, "best", key), page.tabs: gr.Tabs(selected="train")}

@@ -118,19 +118,23 @@ def preview_augmentation(ctx: Context, ui: TrainUI, augment, img_size, seed, key
 
 
 @user_errors
-def apply_recipe(ctx: Context, ui: TrainUI, name) -> dict:
+def apply_recipe(ctx: Context, ui: TrainUI, name, key=None) -> dict:
     """Every Train setting for a named recipe (quick, best, scratch): its values, the rest at their defaults."""
-    return recipe_settings(ctx, ui, name)
+    return recipe_settings(ctx, ui, name, key)
 
 
-def recipe_settings(ctx: Context, ui: TrainUI, name: str) -> dict:
+def recipe_settings(ctx: Context, ui: TrainUI, name: str, key=None) -> dict:
     values = form_values(ctx.recipe(name))
-    return {control: values[field] for field, control in ui.settings.items()}
+    settings = {control: values[field] for field, control in ui.settings.items()}
+    # with the Weights choices of the recipe's model: those of the model it replaces may lack its "pretrained"
+    settings[ui.settings["weights"]] = gr.Radio(weights_choices(ctx, ctx.workspace(key), values["model"]),
+                                                value=values["weights"])
+    return settings
 
 
-def choose_recipe(ctx: Context, ui: TrainUI, name: str) -> dict:
+def choose_recipe(ctx: Context, ui: TrainUI, name: str, key=None) -> dict:
     """The recipe radio and every setting for `name`, as a page sets them itself (no `input` event follows)."""
-    return {ui.recipe: name, **recipe_settings(ctx, ui, name)}
+    return {ui.recipe: name, **recipe_settings(ctx, ui, name, key)}
 
 
 def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:

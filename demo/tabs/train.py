@@ -55,6 +55,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             first_note = h.model_note(v["model"], v["weights"], ctx.offline, on_cpu)
             note = gr.Markdown(first_note, elem_id="model-note", visible=bool(first_note))
             s["weights"] = gr.Radio(["pretrained", "scratch"], value=v["weights"], label=table["weights"].label,
+                                    elem_id="train-weights",
                                     info="pretrained: ImageNet weights, built in for the EfficientNet-Lite models, "
                                          + ("from the Hub for others (offline here)" if ctx.offline else "from the Hub for others"))
             weights_file = gr.File(label="Or start from your own weights (.safetensors, .pth)", file_types=list(h.WEIGHTS_SUFFIXES),
@@ -98,7 +99,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
                       api_name="preview_augmentation")
     # `input`, not `change`: a recipe the page sets itself (restoring a reloaded run's settings, the Data tab's
     # "best" button) comes with its settings, which a `change` would overwrite with the recipe's own.
-    recipe.input(bind(h.apply_recipe, ctx, ui), [recipe], [*s.values(), start_notice], api_name="apply_recipe",
+    recipe.input(bind(h.apply_recipe, ctx, ui), [recipe, key], [*s.values(), start_notice], api_name="apply_recipe",
                  api_visibility="undocumented")
     show_note = bind(h.show_note, ctx, ui)
     for component in (s["model"], s["weights"]):

@@ -44,7 +44,9 @@ def ui(ctx):
 def test_a_recipe_sets_every_setting_by_component(ctx, ui):
     update = train.apply_recipe(ctx, ui.train, "best")
     assert set(update) == {*ui.train.settings.values(), ui.train.notice}  # and the notice cleared
-    assert {field: update[control] for field, control in ui.train.settings.items()} == form_values(RECIPES["best"])
+    shown = lambda v: v.value if isinstance(v, gr.Radio) else v  # noqa: E731 (Weights comes with its choices)
+    assert {field: shown(update[control]) for field, control in ui.train.settings.items()} == form_values(RECIPES["best"])
+    assert update[ui.train.settings["weights"]].choices == [("pretrained", "pretrained"), ("scratch", "scratch")]
     assert update[ui.train.notice] == ""
     chosen = train.choose_recipe(ctx, ui.train, "scratch")
     assert chosen[ui.train.recipe] == "scratch" and chosen[ui.train.settings["img_size"]] == form_values(RECIPES["scratch"])["img_size"]
