@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EPOCHS = 50  # the most this machine allows; the test stops the run long before its end
 EARLY_STEP, LATE_STEP = 150, 800  # steps of the run at which the heap is read
-HEAP_GROWTH_MB = 20  # late heap above early: 3-8 MB bounded, 30-70 MB with a point per step (see below)
+HEAP_GROWTH_MB = 20  # late heap above early: -5 MB measured with the plots bounded, +76 MB with a point per step
 STEP_TIMEOUT = 240  # a cap for a failing run, not an expectation: ~10 steps/s on two busy cores
 
 
@@ -40,7 +40,7 @@ def js_heap_mb(cdp, samples: int = 3) -> float:
 
 def points_drawn(page) -> dict[str, int]:
     """Points each training plot draws: its hover layer has one (invisible) symbol per row of its data."""
-    return page.evaluate("""() => Object.fromEntries(['train-loss-plot', 'train-lr-plot', 'train-acc-plot'].map(id =>
+    return page.evaluate("""() => Object.fromEntries(['train-loss-plot', 'train-lr-plot'].map(id =>
         [id, document.querySelectorAll(`#${id} .mark-symbol path`).length]))""")
 
 
@@ -74,7 +74,6 @@ def test_a_long_run_keeps_the_page_light(app, page, tmp_path):
     drawn = points_drawn(page)
     print(f"JS heap {early:.1f} MB at step {EARLY_STEP}+, {late:.1f} MB at step {LATE_STEP}+; points drawn {drawn}, "
           f"at most {most}")
-    page.screenshot(path=str(tmp_path / "long-run.png"), full_page=True)
     page.get_by_role("button", name="Stop", exact=True).click()
     assert [j.kind for j in jobs.submitted] == ["train"]
 
@@ -84,3 +83,5 @@ def test_a_long_run_keeps_the_page_light(app, page, tmp_path):
     assert most["train-lr-plot"] <= plots.POINTS, most
     assert drawn["train-loss-plot"] > plots.RECENT, drawn  # the plot did draw the run
     assert late - early < HEAP_GROWTH_MB, f"the page's JS heap grew from {early:.1f} MB to {late:.1f} MB"
+    page.screenshot(path=str(tmp_path / "long-run.png"), full_page=True)  # the curves in epochs (a page that
+    # drew every step was too busy to take it within 30 s)
