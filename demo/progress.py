@@ -3,40 +3,60 @@ learning-rate curves, and the log. The Train tab and the Data tab's first model 
 """
 from __future__ import annotations
 
-from demo import plots
 from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped, describe
 
 LOGGED = (Started, EpochEnd, Log, Paused)  # the events the log shows, in engine.events.describe's words
 FINAL = (Finished, Stopped, SavedBeforeFailure)
+LOG_LINES = 100  # the log on the page: its latest 100 to 199 lines (an epoch writes one; the model folder's
+# metrics.json keeps every epoch's figures)
 
 
 class TrainingProgress:
     """Accumulates a job's events (`add`) into what the page shows."""
 
     def __init__(self) -> None:
-        self.losses: list[tuple[int, float, str]] = []  # (step, loss, series) for plots.loss_frame
-        self.lrs: list[tuple[int, float]] = []  # (step, learning rate) of every step
+        # (epoch, value) points for plots.loss_frame and plots.lr_frame: a step's epoch is fractional (2.5: half-way
+        # through the third), a validation's whole (its epoch's end). The frames downsample them.
+        self.train_loss: list[tuple[float, float]] = []
+        self.val_loss: list[tuple[float, float]] = []
+        self.lrs: list[tuple[float, float]] = []
         self.history: list[dict] = []  # one EpochEnd's fields per epoch
         self.log: list[str] = []
         self.started: Started | None = None
         self.last_step: Step | None = None
         self.final: Finished | Stopped | SavedBeforeFailure | None = None
+        self._epoch_steps = (0, 0)  # (epoch, steps of it seen)
 
     def add(self, event) -> None:
         if isinstance(event, Started):
             self.started = event
         elif isinstance(event, Step):
             self.last_step = event
-            self.losses.append((event.step, event.loss, plots.LOSS_SERIES[0]))
-            self.lrs.append((event.step, event.lr))
+            x = self._epoch_of(event)
+            self.train_loss.append((x, event.loss))
+            self.lrs.append((x, event.lr))
         elif isinstance(event, EpochEnd):
             self.history.append(event.__dict__)
-            if self.started:
-                self.losses.append((event.epoch * self.started.steps_per_epoch, event.val_loss, plots.LOSS_SERIES[1]))
+            self.val_loss.append((event.epoch, event.val_loss))
         elif isinstance(event, FINAL):
             self.final = event
         if isinstance(event, LOGGED):
             self.log.append(describe(event))
+
+    def _epoch_of(self, step: Step) -> float:
+        """Where a step falls in epochs: its epoch's start plus the part of the epoch done (at most all of it: the
+        frozen epochs of a fine-tune may take a few more steps than Started.steps_per_epoch, its last phase's)."""
+        epoch, seen = self._epoch_steps
+        seen = seen + 1 if epoch == step.epoch else 1
+        self._epoch_steps = (step.epoch, seen)
+        per_epoch = self.started.steps_per_epoch if self.started else 1
+        return step.epoch - 1 + min(1.0, seen / max(per_epoch, 1))
+
+    def log_tail(self) -> str:
+        """The latest lines of the log, LOG_LINES to twice that many: the window moves LOG_LINES lines at a time,
+        so most updates only append to the text the page has (Gradio sends a text's appended part alone)."""
+        start = max(0, len(self.log) - LOG_LINES) // LOG_LINES * LOG_LINES
+        return "\n".join(self.log[start:])
 
     @property
     def saved(self) -> bool:

@@ -88,20 +88,32 @@ def reattach(ctx: Context, ui: TrainUI, key=None):
 
 
 def stream(ctx: Context, ui: TrainUI, owner: str, job):
-    """Page updates for a training job until it ends (or until the page goes away)."""
-    progress = TrainingProgress()
+    """Page updates for a training job until it ends (or until the page goes away).
+
+    A plot with no new points is left as the page has it (gr.skip): the page redraws a plot whole whenever its
+    value comes, and between steps (validation, embedding, waiting in the queue) updates still come every second.
+    The last update always carries everything.
+    """
+    progress, drawn = TrainingProgress(), {}
     for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
         for event in events:
             progress.add(event)
-        yield progress_update(ctx, ui, owner, job, progress)
+        update = progress_update(ctx, ui, owner, job, progress)
+        points = {ui.loss_plot: (len(progress.train_loss), len(progress.val_loss)), ui.lr_plot: len(progress.lrs),
+                  ui.acc_plot: len(progress.history)}
+        if not job.finished:
+            update |= {plot: gr.skip() for plot, count in points.items() if drawn.get(plot) == count}
+        drawn = points
+        yield update
 
 
 def progress_update(ctx: Context, ui: TrainUI, owner: str, job, progress: TrainingProgress) -> dict:
     """Everything the tab shows of a training job as it stands."""
     done = job.finished and progress.final is not None
     return {ui.key: owner, ui.status: progress.status(job, ctx.jobs.queue_position(job)),
-            ui.loss_plot: plots.loss_frame(progress.losses), ui.acc_plot: plots.accuracy_frame(progress.history),
-            ui.lr_plot: plots.lr_frame(progress.lrs), ui.log: "\n".join(progress.log[-200:]),
+            ui.loss_plot: plots.loss_frame(progress.train_loss, progress.val_loss),
+            ui.acc_plot: plots.accuracy_frame(progress.history), ui.lr_plot: plots.lr_frame(progress.lrs),
+            ui.log: progress.log_tail(),
             ui.start: gr.Button(interactive=job.finished), ui.stop: gr.Button(interactive=not job.finished),
             ui.results: final_metrics(progress.final.model_dir) if done else "",
             ui.download: (gr.DownloadButton(value=f"{progress.final.model_dir}.zip", visible=True) if done

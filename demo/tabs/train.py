@@ -35,6 +35,11 @@ RECIPE_NOTES = {
 }
 
 
+# The curves' x axis: epochs from 0, ticks on whole epochs (Vega-Lite gives a "d" format a tick step of at least 1)
+# whatever the width of the plot; the steps between are drawn at fractional epochs.
+EPOCH_AXIS = dict(x_lim=[0, None], x_axis_format="d")
+
+
 def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
     v, caps, table = form_values(ctx.recipe()), ctx.place.limits, options(TrainConfig)
     limits = dict(epochs=caps.max_epochs, freeze_epochs=caps.max_epochs, img_size=caps.max_img_size,
@@ -75,12 +80,12 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             runs = gr.Markdown("", elem_id="train-runs")
             status = gr.Markdown("Not started.", elem_id="train-status")
             with gr.Row():
-                loss_plot = gr.LinePlot(plots.loss_frame([]), x="step", y="loss", color="series", title="Loss", height=250,
-                                        scale=2)
-                lr_plot = gr.LinePlot(plots.lr_frame([]), x="step", y="learning rate", title="Learning rate per step", height=250,
-                                      scale=1, elem_id="train-lr-plot")
+                loss_plot = gr.LinePlot(plots.loss_frame([]), x="epoch", y="loss", color="series", title="Loss", height=250,
+                                        scale=2, elem_id="train-loss-plot", **EPOCH_AXIS)
+                lr_plot = gr.LinePlot(plots.lr_frame([]), x="epoch", y="learning rate", title="Learning rate per step", height=250,
+                                      scale=1, elem_id="train-lr-plot", y_axis_format="~g", **EPOCH_AXIS)
             acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y="val accuracy %", title="Validation accuracy",
-                                   height=200, y_lim=[0, 100])
+                                   height=200, y_lim=[0, 100], y_axis_format="d", elem_id="train-acc-plot", **EPOCH_AXIS)
             results = gr.Markdown("", elem_id="train-results")
             download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)

@@ -91,12 +91,12 @@ def test_following_a_training_shows_its_curves_learning_rate_and_log(ctx, ui, tm
     t = ui.train
     assert set(last) == set(t.progress_outputs) and last[t.key] == ws.key
     assert last[t.status].startswith("Finished in") and "50.0%" in last[t.status]
-    assert last[t.lr_plot].values.tolist() == [[1, 1e-3], [2, 4e-4]]
+    assert last[t.lr_plot].values.tolist() == [[0.5, 1e-3], [1.0, 4e-4]]  # x in epochs
     assert last[t.log].splitlines() == ["Decoding 8 images once at 32 px",
                                         "training resnet10t (full) on cpu: 6 training / 2 validation images",
                                         "epoch 1: train loss 1.3000, val loss 1.1000, val accuracy 50.0% (0.1 s)"]
     loss = last[t.loss_plot].dropna()
-    assert loss.values.tolist() == [[1, 1.5, plots.LOSS_SERIES[0]], [2, 1.2, plots.LOSS_SERIES[0]], [2, 1.1, plots.LOSS_SERIES[1]]]
+    assert loss.values.tolist() == [[1, 1.1, plots.LOSS_SERIES[1]], [0.5, 1.5, plots.LOSS_SERIES[0]], [1.0, 1.2, plots.LOSS_SERIES[0]]]
     assert last[t.start].interactive is True and last[t.stop].interactive is False
     assert last[t.download].constructor_args["value"] == f"{tmp_path / 'model'}.zip" and last[t.download].visible
 
