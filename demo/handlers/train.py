@@ -17,6 +17,7 @@ from demo.progress import TrainingProgress
 from demo.train_form import config_from, form_values, recipe_of
 from engine import data as data_lib
 from engine import models
+from engine.config import DEFAULT_RECIPE
 from engine.errors import UserError
 from engine.export import read_metrics
 
@@ -153,6 +154,9 @@ def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:
     """After a reload: the settings of the run being re-attached (and its recipe, if it was one), not the defaults."""
     ws = ctx.workspace(key)
     saved = ws.train_settings or {}
+    if not saved:  # a new page: the default recipe's values, sent as an update. Gradio 6 draws a Number built with
+        # value=None as "0", which then is sent as an LR of 0; an update with None leaves the box empty (the engine's LR)
+        return {ui.recipe: gr.skip(), **recipe_settings(ctx, ui, DEFAULT_RECIPE, key)}
     try:
         name = recipe_of(ctx, config_from(with_weights_file(ws, saved))) if saved else None
     except UserError:

@@ -20,6 +20,7 @@ from demo.tabs import export as export_tab
 from demo.train_form import form_values
 from demo.wiring import bind
 from demo.workspace import Workspaces, decoded_key
+from engine.config import DEFAULT_RECIPE
 from engine.events import EpochEnd, Finished, Log, Started, Step, describe
 from engine.train import RECIPES
 from tests.live_app import colour_zip
@@ -60,7 +61,10 @@ def test_restoring_settings_changes_only_what_the_run_set(ctx, ui):
         return {component: value for component, value in update.items() if value != gr.skip()}
 
     ws = ctx.workspace(None)
-    assert changed(train.restore_settings(ctx, ui.train, ws.key)) == {}  # no run yet: the page keeps its defaults
+    # no run yet: the default recipe, as an update (the LR box then shows empty, not a "0" that would be sent)
+    fresh = changed(train.restore_settings(ctx, ui.train, ws.key))
+    assert ui.train.recipe not in fresh and fresh[ui.train.settings["lr"]] is None
+    assert fresh[ui.train.settings["model"]] == RECIPES[DEFAULT_RECIPE]["model"]
     ws.train_settings = form_values(RECIPES["best"])
     restored = changed(train.restore_settings(ctx, ui.train, ws.key))
     assert restored[ui.train.recipe] == "best" and len(restored) == 1 + len(ws.train_settings)

@@ -40,6 +40,7 @@ def test_each_tab_says_what_it_uses_and_expected_problems_stay_calm(app, page, t
 
     # Train: the dataset it will train on; pretrained is offered only for a model whose weights are here
     tab(page, "Train").click()
+    expect(page.locator("#train-lr input")).to_have_value("")  # the recipe's LR is the engine's: not a "0" sent as is
     expect(page.locator("#train-plan")).to_contain_text("900 images in 6 classes")
     expect(page.locator("#train-plan")).to_contain_text("builtin:shapes")
     weights = page.locator("#train-weights")
