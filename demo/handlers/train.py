@@ -154,9 +154,12 @@ def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:
     """After a reload: the settings of the run being re-attached (and its recipe, if it was one), not the defaults."""
     ws = ctx.workspace(key)
     saved = ws.train_settings or {}
-    if not saved:  # a new page: the default recipe's values, sent as an update. Gradio 6 draws a Number built with
-        # value=None as "0", which then is sent as an LR of 0; an update with None leaves the box empty (the engine's LR)
-        return {ui.recipe: gr.skip(), **recipe_settings(ctx, ui, DEFAULT_RECIPE, key)}
+    if not saved:  # a new page: Gradio 6 draws a Number built with value=None as "0", which is then sent as an LR
+        # of 0; an update with None leaves it empty (the engine's LR). Only those boxes: the person may be changing
+        # the rest already, and a late Weights value would not match the choices of the model they picked.
+        empty = {field for field, value in form_values(ctx.recipe(DEFAULT_RECIPE)).items() if value is None}
+        return {ui.recipe: gr.skip(), **{control: None if field in empty else gr.skip()
+                                          for field, control in ui.settings.items()}}
     try:
         name = recipe_of(ctx, config_from(with_weights_file(ws, saved))) if saved else None
     except UserError:
