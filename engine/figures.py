@@ -34,7 +34,9 @@ def loss_limits(losses, smoothed) -> tuple[float, float] | None:
     """y-limits for the part of the curve before it diverges: the diverging tail (which can reach many times the
     starting loss) runs off the top instead of squashing the rest. That part ends where the smoothed loss, past its
     minimum, climbs above where it started (or half as high again as the minimum, for a curve that never fell).
-    Percentiles of the raw loss widen the limits so most of its noise shows too, without one spike deciding them."""
+    The smoothed loss sets the top: the raw loss shoots up well before it (the smoothing lags), and its spikes would
+    squash the curve that matters. The bottom also takes in most of the raw loss's lows over that part, which the
+    lagging smoothed curve never reaches."""
     s = np.asarray(smoothed, dtype=float)
     infinite = np.flatnonzero(~np.isfinite(s))
     s = s[: infinite[0]] if len(infinite) else s
@@ -46,9 +48,7 @@ def loss_limits(losses, smoothed) -> tuple[float, float] | None:
     end = i + (above[0] if len(above) else len(s) - i)
     raw = np.asarray(losses[:end], dtype=float)
     raw = raw[np.isfinite(raw)]
-    low, high = s[:end].min(), s[:end].max()
-    if len(raw):
-        low, high = min(low, np.percentile(raw, 5)), max(high, np.percentile(raw, 95))
+    low, high = min(s[:end].min(), np.percentile(raw, 2) if len(raw) else np.inf), s[:end].max()
     pad = max(0.05 * (high - low), 0.01 * abs(high), 1e-3)
     return float(low - pad), float(high + pad)
 
