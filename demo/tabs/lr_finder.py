@@ -25,8 +25,9 @@ def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
     with gr.Row():
         with gr.Column(scale=1):
             start_lr, end_lr = controls(FinderConfig, asdict(FinderConfig()), ["start_lr", "end_lr"], elem_prefix="lr-").values()
-            # empty: the engine sizes the test to the training run (engine.config.auto_steps)
-            steps = control(options(FinderConfig)["num_steps"], None, elem_prefix="lr-", placeholder="auto")
+            # empty: the engine sizes the test to the training run (engine.config.auto_steps). Gradio 6.31's Number box
+            # shows a None it starts with as 0 (which would be sent back as 0 steps) but one set on page load as empty.
+            steps = control(options(FinderConfig)["num_steps"], lambda: None, elem_prefix="lr-", placeholder="auto")
             with gr.Row():
                 run = gr.Button("Run LR finder", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
