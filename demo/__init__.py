@@ -98,8 +98,8 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     loaded.then(show_runs, [page.key], [page.train.runs], api_visibility="private")
     loaded.then(bind(data_handlers.reattach_first, ctx, page.data), [page.key], page.data.first_outputs,
                 api_visibility="private", concurrency_limit=None)
-    loaded.then(bind(finder_handlers.reattach, ctx, page.finder), [page.key], page.finder.outputs, api_visibility="private",
-                concurrency_limit=None)
+    loaded.then(bind(finder_handlers.reattach, ctx, page.finder), [page.key], [*page.finder.outputs, page.finder.steps],
+                api_visibility="private", concurrency_limit=None)
 
 
 def launch_kwargs() -> dict:

@@ -107,7 +107,7 @@ def _option_arguments(sp, finder: bool) -> None:
     w.add_argument("--weights", dest="weights", default=argparse.SUPPRESS, help="local .safetensors / .pth file or Snapfit model folder")
     if finder:
         for opt in options(FinderConfig).values():
-            _add_option(sp, opt, f" (default: {opt.default})")
+            _add_option(sp, opt, f" (default: {'auto' if opt.default is None else opt.default})")
 
 
 def _add_option(sp, opt, default_text: str) -> None:
@@ -193,12 +193,12 @@ class _Progress:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, event) -> None:
-        from engine.events import EpochEnd, Log, LRStep, SavedBeforeFailure, Started, Step, describe
+        from engine.events import EpochEnd, Log, LRStarted, LRStep, SavedBeforeFailure, Started, Step, describe
 
         if isinstance(event, (Step, LRStep)):
             if self.tty:
                 print(f"\r  {describe(event)}", end="", file=sys.stderr)
-        elif isinstance(event, (EpochEnd, SavedBeforeFailure, Log, Started)):
+        elif isinstance(event, (EpochEnd, SavedBeforeFailure, Log, Started, LRStarted)):
             end_bar = "\r" if self.tty and isinstance(event, EpochEnd) else ""  # the epoch's line replaces its bar
             print(end_bar + describe(event), file=sys.stderr)
 

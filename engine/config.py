@@ -186,13 +186,25 @@ class TrainConfig:
         return not self.from_scratch if self.freeze_bn is None else self.freeze_bn
 
 
+# The LR range test's default length: this share of the training run's optimiser steps, within these bounds. Under
+# 20 steps the curve is too short to suggest anything; beyond 100 (fastai's fixed default) it says little new, and a
+# test longer than the run it prepares costs more than it can save.
+AUTO_STEPS_SHARE, AUTO_STEPS_MIN, AUTO_STEPS_MAX = 0.25, 20, 100
+
+
+def auto_steps(training_steps: int) -> int:
+    """The range test's steps when none are given, for a training run of `training_steps` optimiser steps."""
+    return min(AUTO_STEPS_MAX, max(AUTO_STEPS_MIN, round(AUTO_STEPS_SHARE * training_steps)))
+
+
 @dataclass
 class FinderConfig:
     """The LR range test's own options (it also takes a TrainConfig for the model, data and strategy)."""
 
     start_lr: float = option(1e-7, "Start LR", "first LR of the range test", low=1e-10, high=1.0)
     end_lr: float = option(10.0, "End LR", "last LR of the range test", low=1e-6, high=1e4)
-    num_steps: int = option(100, "Steps", "steps of the range test, one batch each", low=10, high=1000, step=10)
+    num_steps: int | None = option(None, "Steps", f"steps of the range test, one batch each; empty: auto, a quarter "
+                                   f"of the training run's steps ({AUTO_STEPS_MIN} to {AUTO_STEPS_MAX})", low=10, high=1000)
     stop_div: bool = option(True, "Stop when the loss diverges", "end the test once the smoothed loss exceeds 4x its "
                             "minimum (fastai's stop_div)")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.config import AUTO_STEPS_MAX, AUTO_STEPS_MIN, AUTO_STEPS_SHARE
+
 
 @dataclass
 class Log:
@@ -94,13 +96,32 @@ class Paused:
 
 
 @dataclass
+class LRStarted:
+    """The range test's plan: `total` steps, against the `training_steps` the training run with the same settings
+    would take; `auto`: the number was chosen from those (engine.config.auto_steps). `lr`: the learning rate
+    that training would use without the finder (the one to keep when the curve can't be trusted)."""
+
+    total: int
+    training_steps: int
+    auto: bool
+    lr: float
+    kind: str = "lr_started"
+
+
+@dataclass
 class LRStep:
     step: int
     total: int
     lr: float
     loss: float
     smoothed: float
+    seconds: float = 0.0  # since the test's first step began: with step and total, the time left
     kind: str = "lr_step"
+
+    @property
+    def eta(self) -> float:
+        """Seconds left if every remaining step takes the average so far (a test that diverges ends sooner)."""
+        return self.seconds / self.step * (self.total - self.step)
 
 
 @dataclass
@@ -112,7 +133,15 @@ class LRFinished:
     message: str = ""  # why no suggestion could be made, when that is the case
     stopped: bool = False
     seconds: float = 0.0
+    caution: str = ""  # why the suggestions should not be trusted (engine.lr_finder.caution); "" when the curve is clear
     kind: str = "lr_finished"
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss (h:mm:ss from an hour)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def describe(event) -> str:
@@ -142,9 +171,17 @@ def describe(event) -> str:
                 f"accuracy) is saved in {event.model_dir}")
     if isinstance(event, Paused):
         return f"checkpoint after epoch {event.epochs_done}; going on in the next GPU call"
+    if isinstance(event, LRStarted):
+        rule = (f" (auto: {AUTO_STEPS_SHARE:.0%} of them, {AUTO_STEPS_MIN} to {AUTO_STEPS_MAX})"
+                if event.auto else "")
+        return (f"LR finder: {event.total} steps, about {event.total / max(event.training_steps, 1):.0%} of the "
+                f"{event.training_steps} steps of the training run{rule}")
     if isinstance(event, LRStep):
-        return f"LR finder step {event.step}/{event.total}: lr {event.lr:.2e}, loss {event.loss:.4f}"
+        return (f"LR finder step {event.step}/{event.total}: lr {event.lr:.2e}, loss {event.loss:.4f}"
+                + (f", ETA {clock(event.eta)}" if event.seconds else ""))
     if isinstance(event, LRFinished):
         found = ", ".join(f"{name} {lr:.2e}" for name, lr in event.suggestions.items()) or event.message or "none"
-        return f"LR finder {'stopped' if event.stopped else 'done'} after {len(event.lrs)} steps ({event.seconds:.1f} s): {found}"
+        doubt = f" (not reliable: {event.caution})" if event.caution else ""
+        return (f"LR finder {'stopped' if event.stopped else 'done'} after {len(event.lrs)} steps ({event.seconds:.1f} s): "
+                f"{found}{doubt}")
     return repr(event)

@@ -9,24 +9,48 @@ MARKERS = {"valley": "o", "steep": "s", "minimum": "^", "slide": "D"}
 
 
 def lr_curve(lrs, losses, smoothed, suggestions: dict):
-    """Loss against learning rate on a log axis, raw and smoothed, with a marker per suggestion."""
-    fig = Figure(figsize=(7, 4), dpi=100)
+    """Loss against learning rate on a log axis, raw and smoothed, with a marker per suggestion; the legend beside
+    the axes, never over the curve. Works on a curve still growing (no suggestions yet)."""
+    fig = Figure(figsize=(8, 4), dpi=100, layout="constrained")
     ax = fig.subplots()
     if lrs:
         ax.plot(lrs, losses, color="#bbbbbb", linewidth=1, label="loss")
         ax.plot(lrs, smoothed, color="#1f77b4", linewidth=2, label="smoothed loss")
         for name, lr in suggestions.items():
             ax.plot([lr], [_interp(lr, lrs, smoothed)], MARKERS.get(name, "o"), markersize=9, label=f"{name}: {lr:.2e}")
-        finite = [v for v in smoothed if np.isfinite(v)]
-        if finite:
-            ax.set_ylim(min(finite) - 0.05 * abs(min(finite)), min(max(finite), 4 * min(finite)) * 1.05)
+        limits = loss_limits(losses, smoothed)
+        if limits:
+            ax.set_ylim(*limits)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
-    fig.tight_layout()
+    if lrs:
+        fig.legend(loc="outside right upper", fontsize=9)
     return fig
+
+
+def loss_limits(losses, smoothed) -> tuple[float, float] | None:
+    """y-limits for the part of the curve before it diverges: the diverging tail (which can reach many times the
+    starting loss) runs off the top instead of squashing the rest. That part ends where the smoothed loss, past its
+    minimum, climbs above where it started (or half as high again as the minimum, for a curve that never fell).
+    The smoothed loss sets the top: the raw loss shoots up well before it (the smoothing lags), and its spikes would
+    squash the curve that matters. The bottom also takes in most of the raw loss's lows over that part, which the
+    lagging smoothed curve never reaches."""
+    s = np.asarray(smoothed, dtype=float)
+    infinite = np.flatnonzero(~np.isfinite(s))
+    s = s[: infinite[0]] if len(infinite) else s
+    if not len(s):
+        return None
+    i = int(np.argmin(s))
+    ceiling = max(s[: i + 1].max(), s[i] + 0.5 * abs(s[i]))
+    above = np.flatnonzero(s[i:] > ceiling)
+    end = i + (above[0] if len(above) else len(s) - i)
+    raw = np.asarray(losses[:end], dtype=float)
+    raw = raw[np.isfinite(raw)]
+    low, high = min(s[:end].min(), np.percentile(raw, 2) if len(raw) else np.inf), s[:end].max()
+    pad = max(0.05 * (high - low), 0.01 * abs(high), 1e-3)
+    return float(low - pad), float(high + pad)
 
 
 def confusion(cm, class_names: list[str]):

@@ -8,6 +8,11 @@ five points):
   steep    where the loss falls fastest
   minimum  the LR at the lowest loss, divided by 10
   slide    the last LR before the slope flattens, walking back from the end
+
+How many steps: by default a quarter of the steps the training run with the same settings takes, 20 to 100
+(engine.config.auto_steps): a test longer than the run it prepares wastes more than it saves. Whether to trust the suggestions
+(`caution`): a curve too short for its smoothing, one whose batch-to-batch noise is as large as its fall, or one
+that ends still falling gives a number that is mostly chance; the caller then keeps the LR it had.
 """
 from __future__ import annotations
 
@@ -18,10 +23,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from engine.config import FinderConfig
-from engine.events import LRFinished, LRStep
+from engine.config import FinderConfig, auto_steps
+from engine.events import LRFinished, LRStarted, LRStep
 from engine.stopping import StopToken
-from engine.train import Learner, OnFeatures, OnImages, TrainConfig, ensure_decoded, epoch_batches, plan, preflight, set_lrs, train_step
+from engine.train import Learner, OnFeatures, OnImages, TrainConfig, ensure_decoded, epoch_batches, plan, preflight, set_lrs, total_steps, train_step
 
 VIT_NOTE = "Note: for Vision Transformers, range-test suggestions often run high; try a value a few times lower."
 
@@ -40,16 +45,20 @@ def find(
     if learner is None:
         decoded = yield from ensure_decoded(data, cfg)
         learner = Learner(decoded, cfg)
+    training = total_steps(learner, plan(learner.cfg))
+    num_steps = finder.num_steps or auto_steps(training)
+    yield LRStarted(num_steps, training, finder.num_steps is None, learner.cfg.resolved_lr())
     saved = _snapshot(learner.model)
     try:
-        lrs, losses = yield from _range_test(learner, finder, stop)
+        lrs, losses = yield from _range_test(learner, finder, num_steps, stop)
     finally:
         _restore(learner.model, saved)
     smoothed = smooth(losses)
-    suggestions, message = suggest(lrs, smoothed, finder.num_steps)
+    suggestions, message = suggest(lrs, smoothed, num_steps)
     if "vit" in cfg.model.lower() or "eva" in cfg.model.lower():
         message = (message + " " + VIT_NOTE).strip()
-    yield LRFinished(lrs, losses, smoothed, suggestions, message, stop.stopped, time.perf_counter() - t0)
+    doubt = caution(lrs, losses, smoothed, num_steps, training) if suggestions else ""
+    yield LRFinished(lrs, losses, smoothed, suggestions, message, stop.stopped, time.perf_counter() - t0, doubt)
 
 
 def _snapshot(model: torch.nn.Module) -> dict:
@@ -69,7 +78,7 @@ def _restore(model: torch.nn.Module, saved: dict) -> None:
     model.train(saved["training"])
 
 
-def _range_test(learner: Learner, finder: FinderConfig, stop: StopToken):
+def _range_test(learner: Learner, finder: FinderConfig, num_steps: int, stop: StopToken):
     """fastai's lr_find is a fit with a callback; here it is training's own step (train.train_step) on the first
     phase of the run, with an exponentially rising LR instead of the one-cycle schedule, one batch per step."""
     phase = plan(learner.cfg)[0]
@@ -78,10 +87,10 @@ def _range_test(learner: Learner, finder: FinderConfig, stop: StopToken):
     # a throwaway optimiser whose peak LRs are the groups' relative scales: the test must leave no state behind
     optimizer = source.optimizer(1.0)
     lrs, losses = [], []
-    gamma = (finder.end_lr / finder.start_lr) ** (1.0 / (finder.num_steps - 1))
+    gamma = (finder.end_lr / finder.start_lr) ** (1.0 / (num_steps - 1))
     batch_iter = _endless_batches(learner, source.mixing)
-    best, avg = math.inf, 0.0
-    for i in range(finder.num_steps):
+    best, avg, t0 = math.inf, 0.0, time.perf_counter()
+    for i in range(num_steps):
         lr = finder.start_lr * gamma**i
         set_lrs(optimizer, lr)
         loss = train_step(optimizer, [next(batch_iter)], source.loss_of, source.no_sync, source.after_backward)
@@ -89,7 +98,7 @@ def _range_test(learner: Learner, finder: FinderConfig, stop: StopToken):
         losses.append(loss)
         avg = 0.98 * avg + 0.02 * loss if math.isfinite(loss) else math.inf
         smoothed = avg / (1 - 0.98 ** (i + 1))
-        yield LRStep(i + 1, finder.num_steps, lr, loss, smoothed)
+        yield LRStep(i + 1, num_steps, lr, loss, smoothed, time.perf_counter() - t0)
         best = min(best, smoothed)
         if stop.stopped or (finder.stop_div and (not math.isfinite(smoothed) or smoothed > 4 * best)):
             break  # diverged: the rest of the curve says nothing new
@@ -161,3 +170,41 @@ def _slide(lrs: np.ndarray, losses: np.ndarray, lr_diff: int = 15, thresh: float
         local_min = lrs[left]
         r, left = r - 1, left - 1
     return float(local_min)
+
+
+
+# The smoothing (beta 0.98) averages over about 1 / (1 - 0.98) = 50 steps: a shorter curve is mostly the average of
+# its own start, and its suggestions lag the loss by half the range.
+TRUSTED_STEPS = 50
+# The smoothed loss must fall by at least this many times the batch-to-batch noise of the raw loss.
+TRUSTED_FALL = 2.0
+
+
+def caution(lrs: list[float], losses: list[float], smoothed: list[float], planned: int, training_steps: int | None = None) -> str:
+    """Why the suggestions of this curve should not be trusted, in plain words; "" when the curve is clear.
+
+    Four ways a curve misleads (the first that applies is named): too few steps for the smoothing; a test longer
+    than the training it prepares (on a tiny dataset it trains the model more than the run will, so its loss falls
+    with the epochs, not the LR); a loss still falling when the test ended (the best LR is beyond the range); and a
+    fall no larger than the batch-to-batch noise (no clear descent: the valley is where the noise put it).
+    `planned`: the steps the test was to take; `training_steps`: those of the training run.
+    """
+    ran = next((i for i, v in enumerate(smoothed) if not math.isfinite(v)), len(smoothed))
+    if ran < TRUSTED_STEPS:
+        return (f"the curve has only {ran} steps, and its smoothing averages over about {TRUSTED_STEPS}: a curve this "
+                f"short cannot place a learning rate.")
+    if training_steps and len(lrs) > training_steps:
+        return (f"the test ran {len(lrs)} steps, more than the {training_steps} steps of the training run: on this "
+                f"little data its loss falls because it trains the model more than the run will, whatever the LR.")
+    raw, s = np.asarray(losses[:ran], dtype=float), np.asarray(smoothed[:ran], dtype=float)
+    lo = planned // 10  # as suggest() trims the start
+    i_min = lo + int(np.argmin(s[lo:]))
+    if i_min >= ran - max(3, ran // 20) and ran == len(lrs):
+        return (f"the loss was still falling when the test ended (at {lrs[ran - 1]:.1e}): the best rate may be beyond "
+                f"the range tested; raise the end LR or run more steps.")
+    fall = float(s[lo : i_min + 1].max() - s[i_min])
+    noise = float(1.4826 * np.median(np.abs(np.diff(raw[lo:]))) / math.sqrt(2))  # the raw loss's spread per batch (robust)
+    if fall < TRUSTED_FALL * noise:
+        return (f"the smoothed loss fell by only {fall:.3g}, while the loss jumps by about {noise:.3g} from one batch to "
+                f"the next: the curve shows no clear descent, so where its valley lies is mostly chance.")
+    return ""

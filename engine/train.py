@@ -531,11 +531,20 @@ def _run_phase(learner: Learner, phase: Phase, state: RunState, stop: StopToken)
             return
 
 
-def _started(learner: Learner, phases: list[Phase], data: Decoded) -> Started:
+def epoch_steps(learner: Learner, phases: list[Phase]) -> list[int]:
+    """Optimiser steps in one epoch of each phase."""
     mixing = learner.cfg.mixup > 0 or learner.cfg.cutmix > 0
-    per_phase = [steps_per_epoch(learner, mixing and not p.on_features) for p in phases]  # OnFeatures never mixes
+    return [steps_per_epoch(learner, mixing and not p.on_features) for p in phases]  # OnFeatures never mixes
+
+
+def total_steps(learner: Learner, phases: list[Phase]) -> int:
+    """Optimiser steps of the whole run."""
+    return sum(p.epochs * n for p, n in zip(phases, epoch_steps(learner, phases)))
+
+
+def _started(learner: Learner, phases: list[Phase], data: Decoded) -> Started:
     total_epochs = sum(p.epochs for p in phases)
-    return Started(total_epochs, per_phase[-1], sum(p.epochs * n for p, n in zip(phases, per_phase)), len(data.train),
+    return Started(total_epochs, epoch_steps(learner, phases)[-1], total_steps(learner, phases), len(data.train),
                    len(data.val), learner.cfg.model, learner.cfg.resolved_strategy(), _describe_device(learner))
 
 

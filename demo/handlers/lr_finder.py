@@ -2,7 +2,7 @@
 offer its suggestions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -13,7 +13,7 @@ from demo.notice import Notice
 from demo.train_form import config_from
 from engine.config import FinderConfig, parse
 from engine.errors import UserError
-from engine.events import LRFinished, LRStep
+from engine.events import Log, LRFinished, LRStarted, LRStep, clock, describe
 from engine.figures import lr_curve
 
 STREAM_INTERVAL = 1.0
@@ -32,6 +32,7 @@ class FinderUI:
     run: gr.Button
     stop: gr.Button
     notice: Notice  # under Run: why a range test did not start
+    steps: gr.Number  # empty: as many steps as suit the training run
 
     @property
     def outputs(self) -> list:
@@ -63,24 +64,45 @@ def reattach(ctx: Context, ui: FinderUI, key=None):
     """After a reload: show the workspace's latest range test, live if it is still running."""
     ws = ctx.workspace(key)
     job = ctx.jobs.latest(ws.key, "lr_find")
-    if job is None:
-        yield {ui.key: ws.key}
-        return
-    yield from stream(ctx, ui, ws.key, job)
+    # Steps set empty by an update: Gradio 6.31 draws a Number built with value=None as 0 (then sent as 0 steps)
+    yield {ui.key: ws.key, ui.steps: None}
+    if job is not None:
+        yield from stream(ctx, ui, ws.key, job)
 
 
 def stream(ctx: Context, ui: FinderUI, owner: str, job):
-    lrs, losses, smoothed, result = [], [], [], None
+    run = FinderRun()
     for events, job in ctx.follow(owner, job, STREAM_INTERVAL):  # noqa: B020 (job: its latest state)
         for event in events:
-            if isinstance(event, LRStep):
-                lrs.append(event.lr), losses.append(event.loss), smoothed.append(event.smoothed)
-            elif isinstance(event, LRFinished):
-                result = event
-        yield {ui.key: owner, **render(ctx, ui, job, lrs, losses, smoothed, result)}
+            run.add(event)
+        yield {ui.key: owner, **render(ctx, ui, job, run)}
 
 
-def render(ctx: Context, ui: FinderUI, job, lrs, losses, smoothed, result: LRFinished | None) -> dict:
+@dataclass
+class FinderRun:
+    """What a range test's events have said so far."""
+
+    lrs: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    smoothed: list = field(default_factory=list)
+    plan: LRStarted | None = None
+    last_step: LRStep | None = None
+    last_log: str = ""  # before the first step: what the job is doing (decoding, embedding)
+    result: LRFinished | None = None
+
+    def add(self, event) -> None:
+        if isinstance(event, LRStep):
+            self.lrs.append(event.lr), self.losses.append(event.loss), self.smoothed.append(event.smoothed)
+            self.last_step = event
+        elif isinstance(event, LRStarted):
+            self.plan = event
+        elif isinstance(event, Log):
+            self.last_log = event.message
+        elif isinstance(event, LRFinished):
+            self.result = event
+
+
+def render(ctx: Context, ui: FinderUI, job, run: FinderRun) -> dict:
     """The tab for a range test as it stands: status, curve, suggestions, and which buttons work."""
     buttons = {ui.run: gr.Button(interactive=job.finished), ui.stop: gr.Button(interactive=not job.finished)}
     nothing = {ui.plot: None, ui.values: "", ui.choice: gr.Radio(choices=[]), ui.use: gr.Button(interactive=False)}
@@ -89,17 +111,34 @@ def render(ctx: Context, ui: FinderUI, job, lrs, losses, smoothed, result: LRFin
     if job.status == "queued":
         return {ui.status: f"Waiting for a free slot: position {ctx.jobs.queue_position(job)} in the queue.", **nothing,
                 **buttons}
+    result = run.result
     if result is None and job.status == "stopped":  # stopped while it waited, before any step
         return {ui.status: "Stopped before it started.", **nothing, **buttons}
+    plan = f"\n\n{describe(run.plan)}" if run.plan else ""
+    if result is None and run.last_step is None:  # decoding or embedding the images first
+        return {**nothing, ui.status: f"Preparing: {run.last_log or 'starting'}…{plan}", **buttons}
     if result is None:
-        return {**nothing, ui.status: f"Range test: step {len(lrs)} · lr {lrs[-1] if lrs else 0:.2e}",
-                ui.plot: lr_curve(lrs, losses, smoothed, {}) if lrs else None, **buttons}
+        step = run.last_step
+        return {**nothing, ui.status: f"Range test: step {step.step} / {step.total} · ETA {clock(step.eta)} · "
+                                      f"lr {step.lr:.2e} · smoothed loss {step.smoothed:.3f}{plan}",
+                ui.plot: lr_curve(run.lrs, run.losses, run.smoothed, {}), **buttons}
+    done = "Done" if not result.stopped else "Stopped"
+    return {ui.status: f"{done} in {result.seconds:.1f} s ({len(result.lrs)} steps). Suggested learning rates:{plan}",
+            ui.plot: lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions),
+            **offer(ui, result, run.plan), **buttons}
+
+
+def offer(ui: FinderUI, result: LRFinished, plan: LRStarted | None) -> dict:
+    """The suggestions to choose from, and which one is chosen: the first (valley) when the curve is clear; else the
+    learning rate the Train tab would use anyway, with the reason the suggestions are not trusted."""
     text = "\n".join(f"- **{name}**: {value:.2e}" for name, value in result.suggestions.items())
     if result.message:
         text += f"\n\n{result.message}"
     choices = [(f"{name}: {value:.2e}", f"{value:.6g}") for name, value in result.suggestions.items()]
-    done = "Done" if not result.stopped else "Stopped"
-    return {ui.status: f"{done} in {result.seconds:.1f} s ({len(result.lrs)} steps). Suggested learning rates:",
-            ui.plot: lr_curve(result.lrs, result.losses, result.smoothed, result.suggestions), ui.values: text,
-            ui.choice: gr.Radio(choices=choices, value=choices[0][1] if choices else None),
-            ui.use: gr.Button(interactive=bool(choices)), **buttons}
+    keep = [(f"keep the Train tab's: {plan.lr:.2e}", f"{plan.lr:.6g}")] if plan and choices else []
+    chosen = choices[0][1] if choices else None
+    if result.caution and keep:
+        text += (f"\n\n**Not pre-selected: {result.caution}** The Train tab's learning rate ({plan.lr:.2e}) stays "
+                 f"selected; the suggestions are shown for reference.")
+        chosen = keep[0][1]
+    return {ui.values: text, ui.choice: gr.Radio(choices=choices + keep, value=chosen), ui.use: gr.Button(interactive=bool(choices))}

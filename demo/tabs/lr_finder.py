@@ -13,9 +13,9 @@ from demo.context import Context
 from demo.handlers import lr_finder as h
 from demo.handlers.lr_finder import FinderUI
 from demo.notice import notice
-from demo.train_form import controls
+from demo.train_form import control, controls
 from demo.wiring import bind
-from engine.config import FinderConfig
+from engine.config import FinderConfig, options
 
 
 def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
@@ -25,8 +25,10 @@ def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
                 "strategy and sizes chosen on the **Train** tab, and leaves the model untouched.")
     with gr.Row():
         with gr.Column(scale=1):
-            start_lr, end_lr, steps = controls(FinderConfig, asdict(FinderConfig()), ["start_lr", "end_lr", "num_steps"],
-                                               elem_prefix="lr-").values()
+            start_lr, end_lr = controls(FinderConfig, asdict(FinderConfig()), ["start_lr", "end_lr"], elem_prefix="lr-").values()
+            # empty: the engine sizes the test to the training run (engine.config.auto_steps); the page load empties
+            # it (handlers.lr_finder.reattach), since Gradio 6.31 draws the None it is built with as 0
+            steps = control(options(FinderConfig)["num_steps"], None, elem_prefix="lr-", placeholder="auto")
             with gr.Row():
                 run = gr.Button("Run LR finder", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
@@ -35,10 +37,10 @@ def build(ctx: Context, key: gr.State, train_settings: dict) -> FinderUI:
             use = gr.Button("Use this LR", interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown("Not run yet.", elem_id="lr-status")
-            plot = gr.Plot(label="Loss vs learning rate")
+            plot = gr.Plot(label="Loss vs learning rate", elem_id="lr-plot")
             values = gr.Markdown("", elem_id="lr-values")
     ui = FinderUI(key=key, status=status, plot=plot, values=values, choice=choice, use=use, run=run, stop=stop,
-                   notice=run_notice)
+                   notice=run_notice, steps=steps)
 
     run.click(bind(h.lr_find, ctx, ui), [start_lr, end_lr, steps, key], [*ui.outputs, run_notice], inputs_kwargs=train_settings,
               api_name="lr_find", concurrency_limit=None)

@@ -7,7 +7,7 @@ import pytest
 from demo.progress import TrainingProgress
 from engine import events
 from engine.__main__ import _Progress
-from engine.events import EpochEnd, Finished, Log, LRFinished, LRStep, Paused, SavedBeforeFailure, Started, Step, Stopped, describe
+from engine.events import EpochEnd, Finished, Log, LRFinished, LRStarted, LRStep, Paused, SavedBeforeFailure, Started, Step, Stopped, describe
 
 EXAMPLES = [
     (Log("Decoding 900 images once at 48 px"), "Decoding 900 images once at 48 px"),
@@ -22,11 +22,17 @@ EXAMPLES = [
     (SavedBeforeFailure("runs/m", 1, 0.5),
      "the run failed after epoch 1; that epoch (50.0% validation accuracy) is saved in runs/m"),
     (Paused("runs/m", "runs/m.resume.pt", 3, 100.0), "checkpoint after epoch 3; going on in the next GPU call"),
+    (LRStarted(20, 36, True, 1e-2),
+     "LR finder: 20 steps, about 56% of the 36 steps of the training run (auto: 25% of them, 20 to 100)"),
+    (LRStarted(60, 240, False, 1e-2), "LR finder: 60 steps, about 25% of the 240 steps of the training run"),
     (LRStep(12, 100, 3e-4, 1.25, 1.3), "LR finder step 12/100: lr 3.00e-04, loss 1.2500"),
+    (LRStep(12, 100, 3e-4, 1.25, 1.3, seconds=6.0), "LR finder step 12/100: lr 3.00e-04, loss 1.2500, ETA 0:44"),
     (LRFinished([1e-5, 1e-4], [2.0, 1.0], [2.0, 1.5], {"valley": 1e-4}, seconds=1.23),
      "LR finder done after 2 steps (1.2 s): valley 1.00e-04"),
     (LRFinished([1e-5], [2.0], [2.0], {}, "Too few steps to suggest a rate.", stopped=True, seconds=0.5),
      "LR finder stopped after 1 steps (0.5 s): Too few steps to suggest a rate."),
+    (LRFinished([1e-5, 1e-4], [2.0, 1.0], [2.0, 1.5], {"valley": 1e-4}, seconds=1.23, caution="the curve has only 2 steps."),
+     "LR finder done after 2 steps (1.2 s): valley 1.00e-04 (not reliable: the curve has only 2 steps.)"),
 ]
 
 

@@ -28,7 +28,7 @@ TRAIN_TIMEOUT = 300
 LR_TIMEOUT = 300
 TRAIN_EPOCHS = TrainConfig().epochs  # the whole scratch recipe: this page is the README shot
 FIRST_MODEL_TIMEOUT = 300  # the quick recipe on the 900 built-in shapes: ~30 s on two quiet cores
-LR_STEPS = 20  # the slider's minimum
+LR_STEPS = 20  # few: the range test's own browser test (test_lr_finder_browser.py) looks at the rest
 
 
 def wait_for_text(page, selector: str, wanted, timeout: float, fail_on=("failed",)) -> str:
@@ -162,7 +162,7 @@ def test_full_flow_in_browser(app, page, tmp_path):
     # 3. LR finder with few steps; "Use this LR" jumps back to Train with the suggested rate.
     lr_before = page.locator("#train-lr input").input_value()
     tab(page, "LR finder").click()
-    set_slider(page, "Steps", LR_STEPS)
+    page.locator("#lr-num-steps input").fill(str(LR_STEPS))
     page.get_by_role("button", name="Run LR finder", exact=True).click()
     status = wait_for_text(page, "#lr-status", "Done", timeout=LR_TIMEOUT)
     assert f"({LR_STEPS} steps)" in status, status

@@ -114,6 +114,17 @@ def test_lr_find_writes_json_and_png(folder, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a real figure, not an empty canvas
 
 
+def test_lr_find_sizes_its_steps_to_the_training_run(folder, tmp_path):
+    """Without --num-steps: a quarter of the training run's steps (here 3 epochs of 3 batches: the floor, 20)."""
+    r = cli("lr-find", "--data", str(folder), "--recipe", "scratch", "--model", "resnet10t", "--img-size", "32", "--epochs", "3",
+            "--batch-size", "32", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "LR finder: 20 steps, about 222% of the 9 steps of the training run (auto: 25% of them, 20 to 100)" in r.stderr
+    saved = json.loads((tmp_path / "lr_find.json").read_text())
+    assert len(saved["lrs"]) <= 20 and "only" in saved["caution"]  # and a curve that short is flagged
+    assert "(default: auto)" in cli("lr-find", "--help").stdout
+
+
 @pytest.mark.parametrize("args,needle", [
     (["train", "--data", "/no/such/place", "--out", "x"], "not a folder"),
     (["train", "--model", "resnet81", "--out", "x"], "Did you mean"),
