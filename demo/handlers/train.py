@@ -140,7 +140,7 @@ def recipe_settings(ctx: Context, ui: TrainUI, name: str, key=None) -> dict:
     values = form_values(ctx.recipe(name))
     settings = {control: values[field] for field, control in ui.settings.items()}
     # with the Weights choices of the recipe's model: those of the model it replaces may lack its "pretrained"
-    settings[ui.settings["weights"]] = gr.Radio(weights_choices(ctx, ctx.workspace(key), values["model"]),
+    settings[ui.settings["weights"]] = gr.Dropdown(weights_choices(ctx, ctx.workspace(key), values["model"]),
                                                 value=values["weights"])
     return settings
 
@@ -166,7 +166,7 @@ def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:
         name = None
     restored = {control: saved.get(field, gr.skip()) for field, control in ui.settings.items()}
     if "weights" in saved:  # with the choices that work for its model ("your file" is not among the page's first ones)
-        restored[ui.settings["weights"]] = gr.Radio(weights_choices(ctx, ws, saved.get("model")), value=saved["weights"])
+        restored[ui.settings["weights"]] = gr.Dropdown(weights_choices(ctx, ws, saved.get("model")), value=saved["weights"])
     return {ui.recipe: name or gr.skip(), **restored}
 
 
@@ -176,14 +176,14 @@ def show_note(ctx: Context, ui: TrainUI, model, weights, key=None) -> dict:
     text = model_note(model, weights, ctx.offline, on_cpu(ctx))
     if weights not in choices:  # pretrained, for a model whose weights are not here: it would only fail
         weights = "scratch"
-    return {ui.note: gr.Markdown(value=text, visible=bool(text)), ui.settings["weights"]: gr.Radio(choices, value=weights)}
+    return {ui.note: gr.Markdown(value=text, visible=bool(text)), ui.settings["weights"]: gr.Dropdown(choices, value=weights)}
 
 
 def weights_choices(ctx: Context, ws, model) -> list[str]:
     """The Weights a run of `model` can start from here: pretrained only where its weights can be had (built in,
     or the Hub online), and the session's uploaded weights file once there is one."""
     return ([*(["pretrained"] if pretrained_available(model, ctx.offline) else []), "scratch"]
-            + ([YOUR_FILE] if ws.weights_file is not None else []))
+            + ([YOUR_FILE] if ws is not None and ws.weights_file is not None else []))
 
 
 def pretrained_available(name, offline: bool) -> bool:
@@ -198,7 +198,7 @@ def upload_weights(ctx: Context, ui: TrainUI, path, model, key=None) -> dict:
     if not path:  # cleared: back to pretrained or scratch
         ws.weights_file = None
         choices = weights_choices(ctx, ws, model)
-        return {ui.settings["weights"]: gr.Radio(choices, value=choices[0])}
+        return {ui.settings["weights"]: gr.Dropdown(choices, value=choices[0])}
     name = Path(path).name
     if not name.lower().endswith(WEIGHTS_SUFFIXES):
         raise UserError(f"{name}: a weights file is .safetensors, .pth, .pt or .bin (a state dict, or Snapfit's "
@@ -207,7 +207,7 @@ def upload_weights(ctx: Context, ui: TrainUI, path, model, key=None) -> dict:
     shutil.rmtree(folder, ignore_errors=True)  # one file at a time: the newest
     folder.mkdir(parents=True)
     ws.weights_file = Path(shutil.copyfile(path, folder / name))
-    return {ui.settings["weights"]: gr.Radio(weights_choices(ctx, ws, model), value=YOUR_FILE)}
+    return {ui.settings["weights"]: gr.Dropdown(weights_choices(ctx, ws, model), value=YOUR_FILE)}
 
 
 def with_weights_file(ws, settings: dict) -> dict:

@@ -59,8 +59,10 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
                                      info="Pick one, or type any timm model name")
             first_note = h.model_note(v["model"], v["weights"], ctx.offline, on_cpu)
             note = gr.Markdown(first_note, elem_id="model-note", visible=bool(first_note))
-            s["weights"] = gr.Radio(["pretrained", "scratch"], value=v["weights"], label=table["weights"].label,
-                                    elem_id="train-weights",
+            # A list, not radio buttons: its choices follow the model (h.weights_choices), and Gradio checks a radio's
+            # value against the choices it last sent, which a change event can race with; the handlers check instead
+            s["weights"] = gr.Dropdown(h.weights_choices(ctx, None, v["model"]), value=v["weights"], label=table["weights"].label,
+                                       allow_custom_value=True, elem_id="train-weights",
                                     info="pretrained: ImageNet weights, built in for the EfficientNet-Lite models, "
                                          + ("from the Hub for others (offline here)" if ctx.offline else "from the Hub for others"))
             weights_file = gr.File(label="Or start from your own weights (.safetensors, .pth)", file_types=list(h.WEIGHTS_SUFFIXES),

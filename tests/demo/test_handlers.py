@@ -45,7 +45,7 @@ def ui(ctx):
 def test_a_recipe_sets_every_setting_by_component(ctx, ui):
     update = train.apply_recipe(ctx, ui.train, "best")
     assert set(update) == {*ui.train.settings.values(), ui.train.notice}  # and the notice cleared
-    shown = lambda v: v.value if isinstance(v, gr.Radio) else v  # noqa: E731 (Weights comes with its choices)
+    shown = lambda v: v.value if isinstance(v, gr.Dropdown) else v  # noqa: E731 (Weights comes with its choices)
     assert {field: shown(update[control]) for field, control in ui.train.settings.items()} == form_values(RECIPES["best"])
     assert update[ui.train.settings["weights"]].choices == [("pretrained", "pretrained"), ("scratch", "scratch")]
     assert update[ui.train.notice] == ""
