@@ -173,7 +173,8 @@ def restore_settings(ctx: Context, ui: TrainUI, key=None) -> dict:
 def show_note(ctx: Context, ui: TrainUI, model, weights, key=None) -> dict:
     """What to know about the model chosen, and the Weights choices that work for it here."""
     choices = weights_choices(ctx, ctx.workspace(key), model)
-    text = model_note(model, weights, ctx.offline, on_cpu(ctx))
+    # a model without weights here is told so whichever Weights is shown: scratch is then its only start
+    text = model_note(model, weights if "pretrained" in choices else "pretrained", ctx.offline, on_cpu(ctx))
     if weights not in choices:  # pretrained, for a model whose weights are not here: it would only fail
         weights = "scratch"
     return {ui.note: gr.Markdown(value=text, visible=bool(text)), ui.settings["weights"]: gr.Dropdown(choices, value=weights)}
@@ -260,8 +261,8 @@ def model_note(name, weights, offline: bool, on_cpu: bool) -> str:
     instead = f"**{built_in[0]}** (ImageNet weights built in, quick on a CPU)" if built_in else "a smaller model"
     if weights == "pretrained" and not entry.weights_available(offline):
         return (f"**{name}** has no pretrained weights here: the Hugging Face Hub is offline, and only the "
-                f"EfficientNet-Lite weights are built in. Pick {instead}, or set Weights to *scratch* to train "
-                "this one from random weights.")
+                f"EfficientNet-Lite weights are built in. It trains from random weights (*scratch*); pick {instead} "
+                "to start from ImageNet features.")
     if on_cpu and not entry.cpu:
         return (f"**{name}** needs a GPU: this machine has none, and training it on the CPU would take very long. "
                 f"Pick {instead}, or run Snapfit on a machine with a GPU.")
