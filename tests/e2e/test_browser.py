@@ -213,7 +213,8 @@ def test_full_flow_in_browser(app, page, tmp_path):
     page.locator("#push-repo input, #push-repo textarea").first.fill("alice/shapes")
     page.locator("#push-token input").fill("hf_typed_in_the_browser")
     page.get_by_role("button", name="Push to the Hub", exact=True).click()
-    expect(page.locator(".toast-body").filter(has_text="Offline: the Hugging Face Hub")).to_be_visible()
+    expect(page.locator("#push-result")).to_contain_text("Offline: the Hugging Face Hub")  # beside the button, calm
+    assert_calm(page)
     shot("7-export")
 
     # 6. The README screenshot: the Train tab after training, loss plot drawn. Only refreshed when asked
@@ -256,14 +257,18 @@ def test_first_model_from_the_data_tab(app, page, tmp_path):
     expect(runs.locator("tr").filter(has_text="quick (first model)")).to_contain_text("in use")
     page.screenshot(path=str(tmp_path / "best-recipe.png"), full_page=True)
 
-    # a model whose weights are not here: a note beside the list says so and what to pick, until scratch is chosen
+    # a model whose weights are not here: Weights moves to scratch, and a note beside the list says why and what
+    # to pick instead, until a model with weights here is chosen again
     model = page.locator("#train-model input")
     model.fill("resnet18.a1_in1k")
     model.press("Enter")
     model.blur()
     expect(page.locator("#model-note")).to_contain_text("has no pretrained weights here")
     expect(page.locator("#model-note")).to_contain_text("tf_efficientnet_lite0.in1k")
-    page.get_by_label("scratch", exact=True).check()
+    expect(page.locator("#train-weights input")).to_have_value("scratch")
+    model.fill("tf_efficientnet_lite0.in1k")
+    model.press("Enter")
+    model.blur()
     expect(page.locator("#model-note")).to_be_hidden()
 
 
