@@ -6,12 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from demo import advice, build_page
-from demo.context import Context
+from demo import advice
 from demo.handlers import train
-from demo.jobs import JobManager
 from demo.train_form import config_from
-from demo.workspace import Workspaces
 from engine import data as data_lib
 from engine import models
 from engine.errors import UserError
@@ -21,14 +18,9 @@ BETTER = "tf_efficientnet_lite0.in1k"
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    return Context(Workspaces(tmp_path / "ws"), JobManager(), offline=True)
-
-
-@pytest.fixture
-def ui(ctx):
-    with gr.Blocks():
-        return build_page(ctx).train
+def ui(ui):
+    """The Train tab of the page (tests/demo/conftest.py)."""
+    return ui.train
 
 
 @pytest.fixture(scope="module")

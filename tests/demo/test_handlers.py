@@ -8,18 +8,16 @@ import gradio as gr
 import pytest
 from gradio.helpers import special_args
 
-from demo import build_page, plots
 from demo import notice as notices
-from demo.context import Context
+from demo import plots
 from demo.handlers import classify, data, evaluate, export, page, train
-from demo.jobs import JobManager
 from demo.progress import TrainingProgress
 from demo.tabs import classify as classify_tab
 from demo.tabs import evaluate as evaluate_tab
 from demo.tabs import export as export_tab
 from demo.train_form import form_values
 from demo.wiring import bind
-from demo.workspace import Workspaces, decoded_key
+from demo.workspace import decoded_key
 from engine.config import DEFAULT_RECIPE
 from engine.events import EpochEnd, Finished, Log, Started, Step, describe
 from engine.train import RECIPES
@@ -28,18 +26,6 @@ from tests.live_app import colour_zip
 
 def no_progress(*args, **kwargs):
     """Stands in for the gr.Progress that Gradio passes to a load during an event."""
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return Context(Workspaces(tmp_path / "ws"), JobManager(), offline=True)
-
-
-@pytest.fixture
-def ui(ctx):
-    """The page as the app builds it (not launched): what the tabs share."""
-    with gr.Blocks():
-        return build_page(ctx)
 
 
 def test_a_recipe_sets_every_setting_by_component(ctx, ui):

@@ -1,0 +1,20 @@
+"""Fixtures for calling the app's handlers directly, without a server."""
+import gradio as gr
+import pytest
+
+from demo import build_page
+from demo.context import Context
+from demo.jobs import JobManager
+from demo.workspace import Workspaces
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return Context(Workspaces(tmp_path / "ws"), JobManager(), offline=True)
+
+
+@pytest.fixture
+def ui(ctx):
+    """The page as the app builds it (not launched): what the tabs share."""
+    with gr.Blocks():
+        return build_page(ctx)
