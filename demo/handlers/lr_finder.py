@@ -41,9 +41,10 @@ class FinderUI:
 
 
 @user_errors
-def lr_find(ctx: Context, ui: FinderUI, start, end, n, key=None, lr=None, head_lr=None, **settings):
+def lr_find(ctx: Context, ui: FinderUI, start, end, n=None, key=None, lr=None, head_lr=None, **settings):
     """Run the LR range test in the background and stream the curve."""
-    settings = dict(settings, lr=lr, head_lr=head_lr)  # named: optional for API callers (see handlers.train.train)
+    # n, lr and head_lr default to None: optional for API callers, as their boxes start empty (see handlers.train.train)
+    settings = dict(settings, lr=lr, head_lr=head_lr)
     ws = ctx.workspace(key)
     job = ctx.jobs.latest(ws.key, "lr_find")
     if job is None or job.finished:
