@@ -141,11 +141,11 @@ def test_the_first_model_is_used_by_classify_and_listed_beside_a_later_run(app, 
     (job,) = jobs.submitted[before:]
     assert (job.kind, job.status) == ("train", "done")  # an ordinary training job of the session
 
-    # Classify uses it at once: the lite0 model at its 224 px (the Grad-CAM overlay is at the model's input size)
+    # Classify uses it at once: the lite0 model (the Grad-CAM overlay is at the picture's own size, not the model's)
     assert "tf_efficientnet_lite0.in1k" in c.predict(api_name="/model_in_use")
     label, timing, heatmap = c.predict(handle_file(str(colour_png(tmp_path / "green.png", "green"))), False, True,
                                        api_name="/predict")
-    assert label["label"] == "green" and Image.open(heatmap).size == (224, 224)
+    assert label["label"] == "green" and Image.open(heatmap).size == (32, 32)
 
     # a later run from the Train tab: both in the table, the latest in use
     assert c.submit(**TINY_TRAIN, api_name="/train").result(timeout=300)[0].startswith("Finished")
