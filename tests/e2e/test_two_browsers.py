@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import VIEWPORT
-from tests.e2e.test_browser import TRAIN_TIMEOUT, open_app, start_training, tab, wait_for_text
+from tests.e2e.test_browser import TRAIN_TIMEOUT, assert_calm, open_app, start_training, tab, wait_for_text
 from tests.faults import Fault, injected
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -57,9 +57,8 @@ def test_two_browsers_share_the_server_not_their_work(app, browser, tmp_path):
                 wait_for_text(b, "#train-status", RUNNING, timeout=60)
                 tab(b, "Evaluate").click()
                 b.get_by_role("button", name="Evaluate the model", exact=True).click()
-                expect(b.locator(".toast-body").first).to_contain_text("no trained model yet")
-                b.reload()  # (clears the error toast, which wait_for_text would take for a failure)
-                open_app(b, url)
+                expect(b.locator("#eval-notice")).to_contain_text("no trained model yet")  # calm: beside the button
+                assert_calm(b)
 
         tab(b, "Train").click()
         wait_for_text(b, "#train-status", "Finished", timeout=TRAIN_TIMEOUT)
