@@ -341,13 +341,16 @@ def load_weights_file(model: torch.nn.Module, path: str) -> LoadReport:
     return LoadReport(str(path), loaded=len(take), skipped=skipped)
 
 
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")  # what load_weights_file reads
+
+
 def _weights_path(path: str) -> Path:
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
         p = p / "model.safetensors"
     if not p.is_file():
         raise UserError(f"Weights file not found: {path}. Give a .safetensors / .pth file or a Snapfit model folder.")
-    if p.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+    if p.suffix not in WEIGHTS_SUFFIXES:
         raise UserError(f"{p.name}: weights must be .safetensors, .pth, .pt or .bin.")
     return p
 

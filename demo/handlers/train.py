@@ -23,7 +23,6 @@ from engine.export import read_metrics
 
 STREAM_INTERVAL = 0.5  # seconds between page updates: enough to look live, cheap for the server
 YOUR_FILE = "your file"  # the Weights choice for a weights file uploaded on the Train tab
-WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 @dataclass
@@ -187,6 +186,11 @@ def weights_choices(ctx: Context, ws, model) -> list[str]:
             + ([YOUR_FILE] if ws is not None and ws.weights_file is not None else []))
 
 
+def built_in_model(offline: bool) -> str | None:
+    """The first catalog model whose ImageNet weights are built in: what to suggest for transfer learning."""
+    return next((e.name for e in models.catalog(offline) if e.built_in), None)
+
+
 def pretrained_available(name, offline: bool) -> bool:
     name = name.strip() if isinstance(name, str) else ""
     return bool(name) and (models.catalog_entry(name) or models.CatalogEntry(name, 0.0, "")).weights_available(offline)
@@ -201,7 +205,7 @@ def upload_weights(ctx: Context, ui: TrainUI, path, model, key=None) -> dict:
         choices = weights_choices(ctx, ws, model)
         return {ui.settings["weights"]: gr.Dropdown(choices, value=choices[0])}
     name = Path(path).name
-    if not name.lower().endswith(WEIGHTS_SUFFIXES):
+    if not name.lower().endswith(models.WEIGHTS_SUFFIXES):
         raise UserError(f"{name}: a weights file is .safetensors, .pth, .pt or .bin (a state dict, or Snapfit's "
                         "model.safetensors).")
     folder = ws.folder / "weights"
@@ -228,8 +232,8 @@ def with_weights_file(ws, settings: dict) -> dict:
 def show_plan(ctx: Context, ui: TrainUI, model, weights, strategy, img_size, augment, key=None) -> dict:
     """The dataset the next run trains on, and warnings when these settings predict a poor result on it."""
     dataset = ctx.workspace(key).dataset_or_builtin()
-    built_in = next((e.name for e in models.catalog(ctx.offline) if e.built_in), "a pretrained model")
-    found = advice.poor_run_warnings(dataset, weights, strategy, img_size, augment, f"**{built_in}**")
+    found = advice.poor_run_warnings(dataset, weights, strategy, img_size, augment,
+                                     f"**{built_in_model(ctx.offline) or 'a pretrained model'}**")
     text = advice.training_on(dataset)
     if found:
         text += "\n\n**Likely a poor run:**\n" + "\n".join(f"- {line}" for line in found)
@@ -257,9 +261,9 @@ def model_note(name, weights, offline: bool, on_cpu: bool) -> str:
         return ""
     name = name.strip()
     entry = models.catalog_entry(name) or models.CatalogEntry(name, 0.0, "")
-    built_in = [e.name for e in models.catalog(offline) if e.built_in]
-    instead = f"**{built_in[0]}** (ImageNet weights built in, quick on a CPU)" if built_in else "a smaller model"
-    if weights == "pretrained" and not entry.weights_available(offline):
+    built_in = built_in_model(offline)
+    instead = f"**{built_in}** (ImageNet weights built in, quick on a CPU)" if built_in else "a smaller model"
+    if weights == "pretrained" and not pretrained_available(name, offline):
         return (f"**{name}** has no pretrained weights here: the Hugging Face Hub is offline, and only the "
                 f"EfficientNet-Lite weights are built in. It trains from random weights (*scratch*); pick {instead} "
                 "to start from ImageNet features.")

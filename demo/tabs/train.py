@@ -16,6 +16,7 @@ from demo.handlers.train import TrainUI
 from demo.notice import notice
 from demo.train_form import controls, form_values
 from demo.wiring import bind
+from engine import models
 from engine.config import DEFAULT_RECIPE, TrainConfig, options, recipe
 
 # The settings the form shows, from engine/config.py's table: model and weights first (made here: the model list is
@@ -65,7 +66,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
                                        allow_custom_value=True, elem_id="train-weights",
                                     info="pretrained: ImageNet weights, built in for the EfficientNet-Lite models, "
                                          + ("from the Hub for others (offline here)" if ctx.offline else "from the Hub for others"))
-            weights_file = gr.File(label="Or start from your own weights (.safetensors, .pth)", file_types=list(h.WEIGHTS_SUFFIXES),
+            weights_file = gr.File(label="Or start from your own weights (.safetensors, .pth)", file_types=list(models.WEIGHTS_SUFFIXES),
                                    type="filepath", height=90, elem_id="train-weights-file")
             s |= controls(TrainConfig, v, BASIC, caps=limits, elem_prefix="train-")
             with gr.Accordion("Advanced", open=False):
