@@ -23,7 +23,7 @@ def training_on(dataset: data_lib.LabelledImages) -> str:
 def poor_run_warnings(dataset: data_lib.LabelledImages, weights: str, strategy: str, img_size, augment: str,
                       builtin_better: str) -> list[str]:
     """Why a run with these settings on this dataset is likely to disappoint, each with the better choice."""
-    counts = {name: n for name, n in dataset.counts().items()}
+    counts = dataset.counts()
     if not counts:
         return []
     smallest = min(counts.values())
