@@ -1,6 +1,6 @@
 """Snapfit's Gradio UI. It imports the engine and holds no training math.
 
-`build_demo()` assembles six tabs (Data, Train, LR finder, Evaluate, Classify, Export) around one per-session key and one
+`build_demo()` assembles seven tabs (Data, Capture, Train, LR finder, Evaluate, Classify, Export) around one per-session key and one
 server-wide job manager. See demo/workspace.py for why the key lives both in gr.State and gr.BrowserState.
 
 Three layers: demo/tabs/ lay out each tab and wire its events; demo/handlers/ hold what each event returns (module-level
@@ -17,6 +17,7 @@ from gradio.utils import get_upload_folder
 
 from demo import space
 from demo.context import Context
+from demo.handlers import capture as capture_handlers
 from demo.handlers import data as data_handlers
 from demo.handlers import lr_finder as finder_handlers
 from demo.handlers import page as page_handlers
@@ -24,7 +25,7 @@ from demo.handlers import train as train_handlers
 from demo.handlers.page import Page
 from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager
-from demo.tabs import classify, data, evaluate, export, lr_finder, train
+from demo.tabs import capture, classify, data, evaluate, export, lr_finder, train
 from demo.wiring import bind
 from demo.workspace import Workspaces
 from engine import hub
@@ -39,6 +40,7 @@ BROWSER_SECRET = os.environ.get("SNAPFIT_BROWSER_SECRET", "snapfit-workspace-key
 CONCURRENCY = 4
 # Gradio 6.31 announces a finished event to screen readers as its raw key: its English table lacks it
 MISSING_TRANSLATIONS = gr.I18n(en={"common.complete": "Done"})
+CSS = f".{capture.HIDDEN} {{display: none !important;}}"  # rendered for scripts, not shown (visible=False renders nothing)
 QUEUE_SIZE = 64  # events waiting beyond that get Gradio's "Queue is full" (ZeroGPU's default would be 1)
 
 
@@ -65,6 +67,8 @@ def build_page(ctx: Context) -> Page:
     with gr.Tabs(selected="data") as tabs:
         with gr.Tab("Data", id="data"):
             data_ui = data.build(ctx, key)
+        with gr.Tab("Capture", id="capture"):
+            capture_ui, use_captured = capture.build(ctx, key)
         with gr.Tab("Train", id="train") as train_tab:
             train_ui = train.build(ctx, key, train_tab)
         with gr.Tab("LR finder", id="lr_finder"):
@@ -75,7 +79,7 @@ def build_page(ctx: Context) -> Page:
             classify.build(ctx, key, classify_tab)
         with gr.Tab("Export", id="export") as export_tab:
             export.build(ctx, key, export_tab)
-    return Page(key, browser_key, tabs, data_ui, train_ui, finder_ui)
+    return Page(key, browser_key, tabs, data_ui, train_ui, finder_ui, capture_ui, use_captured)
 
 
 def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
@@ -86,6 +90,10 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
                           api_name="use_lr")
     page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), [page.key], [page.train.recipe, *settings, page.tabs],
                          api_visibility="private").then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+
+    page.use_captured.click(bind(capture_handlers.use_as_dataset, ctx, page.capture, page.data, page.tabs), [page.key],
+                            [*page.data.dataset_outputs, page.tabs, page.capture.notice], api_name="capture_use").success(
+        bind(data_handlers.first_prompt, ctx, page.data), [page.key], page.data.first_outputs[1:], api_visibility="private")
 
     loaded = blocks.load(bind(page_handlers.restore, ctx, page), [page.browser_key],
                          [page.key, page.browser_key, *page.data.dataset_outputs[1:]], api_visibility="private")
@@ -111,4 +119,5 @@ def launch_kwargs() -> dict:
     rather than a bare "Error"; the app's own handlers turn every failure into a one-line message anyway.
     """
     return dict(max_file_size=os.environ.get("SNAPFIT_MAX_UPLOAD", "").strip() or "500mb", show_error=True,
-                footer_links=["api", "gradio", "settings"], i18n=MISSING_TRANSLATIONS)
+                footer_links=["api", "gradio", "settings"], i18n=MISSING_TRANSLATIONS, head=capture.CAMERA_ERRORS_JS,
+                css=CSS)

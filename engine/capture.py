@@ -215,7 +215,7 @@ class Embedder:
     _shared_lock = threading.Lock()
 
     def __init__(self, threads: int | None = None) -> None:
-        model, _ = models.create(LIVE_ARCH, 0, "pretrained")
+        model, _ = models.create_built_in(LIVE_ARCH, 0)
         cfg = models.data_config(model, LIVE_SIZE)
         self.bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         self.model = model.eval().to(memory_format=torch.channels_last)  # 1.7x faster for depthwise nets in fp32

@@ -224,6 +224,15 @@ def _create_pretrained(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadRe
         return _create_embedded(name, arch, kwargs, "the Hub download failed")
 
 
+def create_built_in(name: str, num_classes: int) -> tuple[torch.nn.Module, LoadReport]:
+    """`name` with its embedded ImageNet weights, without asking the Hub first (they are the weights it serves)."""
+    arch = embedded.arch_of(name)
+    if arch is None or not embedded.installed(arch):
+        raise UserError(f"{name} has no built-in weights here: reinstall Snapfit's requirements "
+                        f"({', '.join(p for _, _, p in embedded.PACKAGES.values())}).")
+    return _create_embedded(name, arch, dict(num_classes=num_classes), "built in")
+
+
 def _create_from_hub(name: str, kwargs: dict) -> tuple[torch.nn.Module, LoadReport]:
     try:
         with _recording_loads() as loads:

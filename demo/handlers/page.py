@@ -12,6 +12,7 @@ import gradio as gr
 
 from demo.context import Context
 from demo.handlers import data, train
+from demo.handlers.capture import CaptureUI
 from demo.handlers.data import DataUI
 from demo.handlers.lr_finder import FinderUI
 from demo.handlers.train import TrainUI
@@ -25,6 +26,8 @@ class Page:
     data: DataUI
     train: TrainUI
     finder: FinderUI
+    capture: CaptureUI
+    use_captured: gr.Button  # the Capture tab's "use these pictures as the dataset": it loads them into the Data tab
 
 
 def restore(ctx: Context, page: Page, stored) -> dict:
