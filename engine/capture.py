@@ -229,6 +229,11 @@ class Embedder:
                 cls._shared = cls()
             return cls._shared
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Build the shared embedder in the background (seconds), so that the first recording need not wait."""
+        threading.Thread(target=cls.shared, name="snapfit-embedder", daemon=True).start()
+
     @torch.no_grad()
     def __call__(self, pictures: list) -> torch.Tensor:
         """(N, 1280) features of pictures (arrays, PIL images, paths or encoded bytes), each square-cropped to

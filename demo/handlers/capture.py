@@ -120,6 +120,7 @@ def add_class(ctx: Context, ui: CaptureUI, text: str, key=None) -> dict:
     """Add a class (its name becomes a folder name in the downloaded .zip)."""
     key, cs = session(ctx, key)
     name = cs.pictures.add_class(text)
+    capture.Embedder.warm_up()  # the live model's backbone loads while the person gets their camera ready
     return {**shown(ui, key, cs, name, refit=False), ui.new_name: ""}
 
 

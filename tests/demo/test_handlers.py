@@ -178,16 +178,6 @@ def test_the_log_uses_the_same_words_as_the_command_line():
     assert progress.log == [describe(e) for e in events]
 
 
-@pytest.fixture
-def from_page():
-    """Handle calls as Gradio does for the app's own page: its requests carry x-gradio-user: app."""
-    from gradio.context import LocalContext
-
-    token = LocalContext.request.set(SimpleNamespace(headers={"x-gradio-user": "app"}))
-    yield
-    LocalContext.request.reset(token)
-
-
 def test_an_expected_problem_from_the_page_is_told_in_the_notice_and_changes_nothing_else(ctx, ui, from_page):
     # a plain handler: only the notice is updated, so the dataset shown stays as it was
     update = data.load_hub(ctx, ui.data, "  ", 100, "", "", "", "", None, no_progress)
