@@ -96,7 +96,9 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=30)
     p.add_argument("--classes", type=int, nargs="+", default=[2, 3, 4, 5])
     args = p.parse_args()
-    from engine import capture
+    from engine import capture, hub
+
+    hub.detect_offline()  # as the app and the CLI do: the baseline's pretrained weights come from the package then
 
     print(machine())
     t = time.perf_counter()

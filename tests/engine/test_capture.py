@@ -131,3 +131,23 @@ def test_the_live_model_needs_two_classes_with_pictures(embedder):
     s.add_class("empty")
     fitted = live.fit(s)
     assert fitted.left_out == ["empty"] and live.class_names == ["one", "two"]
+
+
+def test_a_captured_set_trains_evaluates_and_predicts_like_a_folder(tmp_path):
+    from engine import evaluate
+    from engine.config import recipe
+    from engine.predict import Predictor
+    from engine.train import fit
+
+    s = capture.CapturedSet()
+    for c, name in enumerate(("circle", "square")):
+        s.add_class(name)
+        s.add(name, frames(c, 40, 4)[:10])
+    events = list(fit(s.to_labelled(), recipe("quick"), str(tmp_path / "run")))
+    model_dir = events[-1].model_dir
+    assert events[-1].best_val_acc > 0.5  # 2 classes: better than chance on held-out captured pictures
+    predictor = Predictor.from_folder(model_dir)
+    data = s.to_labelled()
+    report = evaluate.evaluate(predictor, data.images, data.labels, predictor.class_names)  # the JPEGs, read as kept
+    assert report["class_names"] == ["circle", "square"] and report["num_images"] == 20 and report["accuracy"] > 0.5
+    assert set(predictor.predict([frames(0, 40, 8)[0]])[0]) == {"circle", "square"}
