@@ -40,6 +40,7 @@ class CaptureSession:
     frames: deque = field(default_factory=lambda: deque(maxlen=64))  # arrival times of classified frames
     refused: str = ""  # why the latest recording stopped early (the memory budget)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    busy: threading.Lock = field(default_factory=threading.Lock)  # held while one frame of the stream is handled
 
     def frame_rate(self) -> float:
         now = time.monotonic()
@@ -216,26 +217,38 @@ def record(ctx: Context, ui: CaptureUI, current: str, seconds: float, key=None):
 
 def on_frame(ctx: Context, ui: CaptureUI, frame, key=None) -> dict:
     """A frame from the camera stream: kept when a recording is on, and classified when a live model exists."""
+    skip = {ui.live: gr.skip(), ui.fps: gr.skip()}
     if frame is None or key is None:
-        return {ui.live: gr.skip(), ui.fps: gr.skip()}
+        return skip
     _, cs = session(ctx, key)
+    # The page sends frames on a timer, whatever the server's pace: a frame that comes while the last one is still
+    # being handled is dropped, so a busy server falls behind by one frame at most, never by a growing queue.
+    if not cs.busy.acquire(blocking=False):
+        return skip
+    try:
+        keep_frame(cs, frame)
+        if not cs.live.ready:
+            return skip
+        probabilities = cs.live.predict(frame)
+        cs.frames.append(time.monotonic())
+        return {ui.live: probabilities, ui.fps: f"Live view: {cs.frame_rate():.1f} frames/s classified"}
+    finally:
+        cs.busy.release()
+
+
+def keep_frame(cs: CaptureSession, frame) -> None:
+    """Add the frame to the class being recorded, if a recording is on and it is time for another picture."""
     now = time.monotonic()
-    keep = None
     with cs.lock:
-        if cs.recording is not None and now < cs.recording[1] and now - cs.last_kept >= 1 / RECORD_FPS:
-            keep, cs.last_kept = cs.recording[0], now
-    if keep is not None:
-        try:
-            cs.pictures.add(keep, [frame])
-            cs.live.embed_new(cs.pictures)  # now, so that training later has nothing left to embed
-        except UserError as exc:  # past the memory budget, or the class was removed: stop, keep what was recorded
-            with cs.lock:
-                cs.recording, cs.refused = None, str(exc)
-    if not cs.live.ready:
-        return {ui.live: gr.skip(), ui.fps: gr.skip()}
-    probabilities = cs.live.predict(frame)
-    cs.frames.append(time.monotonic())
-    return {ui.live: probabilities, ui.fps: f"Live view: {cs.frame_rate():.1f} frames/s classified"}
+        if cs.recording is None or now >= cs.recording[1] or now - cs.last_kept < 1 / RECORD_FPS:
+            return
+        name, cs.last_kept = cs.recording[0], now
+    try:
+        cs.pictures.add(name, [frame])
+        cs.live.embed_new(cs.pictures)  # now, so that training later has nothing left to embed
+    except UserError as exc:  # past the memory budget, or the class was removed: stop, keep what was recorded
+        with cs.lock:
+            cs.recording, cs.refused = None, str(exc)
 
 
 # ---------------------------------------------------------------------------------------------- live model
@@ -265,7 +278,7 @@ def fitted_text(f: capture.Fitted) -> str:
     left = f" Without {', '.join(f.left_out)} (no pictures yet)." if f.left_out else ""
     return (f"**Live model ready** in {f.seconds:.2f} s: {len(f.class_names)} classes ({', '.join(f.class_names)}), "
             f"{f.samples} pictures ({f.embedded} newly embedded), {f.train_accuracy:.0%} of them right.{left} "
-            "Start the camera to see it classify live.")
+            "The live view names what the camera shows while it streams.")
 
 
 # ---------------------------------------------------------------------------------------------- hand-over

@@ -59,7 +59,7 @@ def build(ctx: Context, key: gr.State) -> tuple[CaptureUI, gr.Button]:
             upload_btn = gr.UploadButton("Upload pictures into this class", file_count="multiple", file_types=["image"],
                                          elem_id="capture-upload")
             capture_notice = notice("capture-notice")
-            gallery = gr.Gallery(label="Pictures of this class (click one to delete it)", columns=6, height=220,
+            gallery = gr.Gallery(label="Pictures of this class (click one to delete it)", columns=5, height=220,
                                  object_fit="cover", allow_preview=False, elem_id="capture-gallery")
             delete_btn = gr.Button("Delete the chosen picture", size="sm")
             counts = gr.Markdown("No classes yet: name one (e.g. *thumbs up*) and add it.", elem_id="capture-counts")
