@@ -104,6 +104,8 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
         bind(train_handlers.reattach, ctx, page.train), [page.key], page.train.progress_outputs, api_visibility="private",
         concurrency_limit=None).then(show_runs, [page.key], [page.train.runs], api_visibility="private")
     loaded.then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+    loaded.then(bind(capture_handlers.restore, ctx, page.capture), [page.key], page.capture.class_outputs[1:],
+                api_visibility="private")
     loaded.then(bind(data_handlers.reattach_first, ctx, page.data), [page.key], page.data.first_outputs,
                 api_visibility="private", concurrency_limit=None)
     loaded.then(bind(finder_handlers.reattach, ctx, page.finder), [page.key], [*page.finder.outputs, page.finder.steps],

@@ -116,6 +116,14 @@ def thumbnails(cs: CaptureSession, name: str | None) -> list:
     return [(for_display(j, THUMBNAIL), f"{k + 1}") for k, j in enumerate(cs.pictures.pictures(name))]
 
 
+def restore(ctx: Context, ui: CaptureUI, key=None) -> dict:
+    """After a reload: the session's classes and pictures as they were (they live on the server)."""
+    ws = ctx.workspace(key)
+    if ws.capture is None:
+        return {component: gr.skip() for component in ui.class_outputs[1:]}
+    return {k: v for k, v in shown(ui, ws.key, ws.capture, None, refit=False).items() if k is not ui.key}
+
+
 @user_errors
 def add_class(ctx: Context, ui: CaptureUI, text: str, key=None) -> dict:
     """Add a class (its name becomes a folder name in the downloaded .zip)."""

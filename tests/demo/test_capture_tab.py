@@ -38,6 +38,7 @@ def cap(ctx, ui, monkeypatch):
 
 
 def test_classes_from_the_page_each_problem_told_in_the_notice(ctx, cap, from_page):
+    assert all(v == gr.skip() for v in h.restore(ctx, cap).values())  # a session that never captured: nothing to restore
     key = h.add_class(ctx, cap, "circle")[cap.key]
     for text, says in [("Circle", "already"), ("a/b", "cannot hold '/'"), ("", "Give the class a name"), (".x", "hidden")]:
         update = h.add_class(ctx, cap, text, key)
@@ -76,6 +77,9 @@ def test_record_upload_train_and_classify_the_stream(ctx, cap, tmp_path, from_pa
             right += max(seen[cap.live], key=seen[cap.live].get) == name
     assert right >= 8, right  # new frames, classified live
     assert "frames/s classified" in seen[cap.fps]
+    reloaded = h.restore(ctx, cap, key)  # a reloaded page: the classes and pictures, as the server keeps them
+    assert reloaded[cap.current].choices == [("circle", "circle"), ("square", "square")] and len(reloaded[cap.gallery]) == 8
+    assert "Live model ready: circle, square" in reloaded[cap.live_status] and cap.key not in reloaded
     deleted = h.delete_picture(ctx, cap, "square", 0, key)
     assert "| square | 7 |" in deleted[cap.counts] and "15 pictures (0 newly embedded)" in deleted[cap.live_status]  # refitted
     nothing = h.delete_picture(ctx, cap, "square", None, key)

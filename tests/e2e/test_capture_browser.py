@@ -307,3 +307,10 @@ def test_no_camera_says_so_and_uploads_still_work(app, page, tmp_path):
     wait_for_text(page, "#capture-record-status", "No pictures arrived from the camera", timeout=60)
     assert counts(page) == {name: 4 for name in CLASSES}
     assert_calm(page)
+
+    # A reload finds the classes and pictures again (they live on the server, with the session)
+    open_app(page, url)
+    tab(page, "Capture").click()
+    expect(page.locator("#capture-counts")).to_contain_text("8 pictures")
+    assert counts(page) == {name: 4 for name in CLASSES}
+    expect(page.locator("#capture-class input")).to_have_value(CLASSES[-1])
