@@ -32,10 +32,10 @@ tests/demo/test_zerogpu.py runs the chunks through a stand-in that forks and pic
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
+from engine import checkpoint as checkpoint_lib
 from engine.events import Stopped
 from engine.stopping import StopToken
 from engine.train import fit
@@ -80,7 +80,7 @@ def train_in_chunks(decoded, cfg, out_dir: str, stop: StopToken | None = None, b
     """Yield the events of one training run made of as many GPU calls as it needs. `stop` becomes shareable: the
     caller's token, stopped from any thread of this process, stops the chunk running in the GPU worker."""
     stop = (stop or StopToken()).shareable()
-    checkpoint = Path(f"{out_dir}.resume.pt")
+    checkpoint = checkpoint_lib.beside(out_dir)
     while True:
         last = None
         for last in train_chunk(decoded, cfg, out_dir, stop, str(checkpoint), budget):

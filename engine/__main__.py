@@ -47,6 +47,7 @@ def _rank_note(distributed) -> str:
     return f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ.get("RANK", "0") != "0" else ""
 
 
+DEFAULT_DATA = "builtin:shapes"
 DATA_HELP = ("builtin:shapes (the default), a folder or .zip of class folders (or of train/ + val/ holding them), "
              "or a Hugging Face Hub dataset id owner/name (also hub:owner/name)")
 def _parser() -> argparse.ArgumentParser:
@@ -54,9 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     for name, func, help_ in [("train", cmd_train, "fine-tune a model"), ("lr-find", cmd_lr_find, "run the LR range test")]:
         sp = sub.add_parser(name, help=help_)
-        _data_arguments(sp, "builtin:shapes")
+        _data_arguments(sp, DEFAULT_DATA)
         _option_arguments(sp, name == "lr-find")
-        sp.add_argument("--out", required=True, help="output folder")
+        sp.add_argument("--out", required=name == "lr-find", help="output folder")
+        if name == "train":
+            sp.add_argument("--resume", metavar="DIR", help="go on with the stopped or failed run that was writing DIR, "
+                            "from its last checkpoint (DIR.resume.pt), with its own settings and data")
         sp.set_defaults(func=func)
     sp = sub.add_parser("models", help="list the curated models: size, and whether pretrained weights are available here")
     sp.set_defaults(func=cmd_models)
@@ -204,14 +208,19 @@ class _Progress:
 
 
 def cmd_train(args) -> int:
-    from engine import distributed
+    from engine import checkpoint, distributed
+    from engine.errors import UserError
     from engine.train import fit
 
-    cfg = _config(args)
+    cfg = _resumed(args) if args.resume else _config(args)
+    if not args.out:
+        raise UserError("Give --out FOLDER for the model folder (or --resume FOLDER to go on with a stopped run).")
     distributed.init()  # under torchrun: join the other processes (a no-op in a single process)
+    # One process keeps a checkpoint beside the model folder, to resume from; torchrun's runs are not cut up.
+    resumable = None if distributed.active() else str(checkpoint.beside(args.out))
     try:
         show, last = _Progress() if distributed.is_main() else None, None  # the other ranks stay quiet
-        for last in fit(_load(args), cfg, args.out):
+        for last in fit(_load(args), cfg, args.out, checkpoint=resumable):
             if show:
                 show(last)
         if show:
@@ -219,6 +228,39 @@ def cmd_train(args) -> int:
     finally:
         distributed.teardown()
     return 0
+
+
+# load() arguments as the checkpoint keeps them (engine.data's `origin`) -> the flags' names
+ORIGIN_FLAGS = dict(source="data", split="data_split", config="data_config", image_column="image_column",
+                    label_column="label_column", max_per_class="max_per_class")
+
+
+def _resumed(args):
+    """--resume DIR: the settings of the run that wrote DIR and its checkpoint, and its data unless --data is given."""
+    from engine import checkpoint
+    from engine.config import TrainConfig, options
+    from engine.errors import UserError
+
+    path = checkpoint.beside(args.resume)
+    if not path.is_file():
+        raise UserError(f"Nothing to resume: there is no {path.name} beside {args.resume}. A run saves one at an "
+                        f"epoch end every {checkpoint.EVERY:.0f} s of training, and deletes it when it finishes.")
+    if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise UserError("--resume writes the run's own folder: drop --out.")
+    given = [opt.flag for name, opt in options(TrainConfig).items() if hasattr(args, name)]
+    if given:
+        raise UserError(f"--resume goes on with the run's own settings: drop {', '.join(given)}.")
+    state = checkpoint.load(path)
+    if state.config is None:
+        raise UserError(f"{path.name} does not say which settings its run had (an older Snapfit wrote it): delete it "
+                        "and train afresh.")
+    origin = (state.data or {}).get("load") or {}
+    if args.data == DEFAULT_DATA and origin.get("source"):  # no --data: the run's own
+        for key, value in origin.items():
+            if key in ORIGIN_FLAGS:
+                setattr(args, ORIGIN_FLAGS[key], value)
+    args.out = args.resume
+    return TrainConfig(**state.config)
 
 
 def _load(args):

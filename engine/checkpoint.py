@@ -25,9 +25,18 @@ tensors and plain values, so it loads with `weights_only=True`:
   optimizer          the phase's optimiser state dict, when the phase is half done (else None)
   rng                every random generator: shuffling, augmentation, torch's (dropout, drop path), numpy's
                      (timm's Mixup), CUDA's when present
+  config             the run's TrainConfig as a dict: `python -m engine train --resume DIR` runs it again
+  data               what the run trains on (`data_identity`): class names, split sizes, a digest of every decoded
+                     image and its label, and the load() arguments that give the dataset again; a resume on other
+                     data is refused
+
+Besides the ZeroGPU chunks, every run of the command line and the app keeps such a checkpoint beside its model folder
+(`beside`), saved at an epoch end at most once every `EVERY` seconds: a run that was stopped, or that failed, goes on
+from there, and a finished one deletes it.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -40,6 +49,7 @@ from engine.errors import UserError
 from engine.export import removed_on_failure
 
 FORMAT = 1
+EVERY = 60.0  # seconds of training between two saves: a resnet18's run state is ~180 MB to write
 
 
 @dataclass
@@ -61,6 +71,8 @@ class RunState:
     model: dict | None = None  # filled only when saved
     optimizer: dict | None = None
     rng: dict | None = None
+    config: dict | None = None
+    data: dict | None = None
     format: int = FORMAT
 
     def record_epoch(self, epoch_end, model: torch.nn.Module, val_logits: torch.Tensor | None) -> None:
@@ -82,6 +94,42 @@ class RunState:
 
     def stops_early(self, patience: int) -> bool:
         return patience > 0 and self.bad_epochs >= patience
+
+
+def beside(out_dir: str | Path) -> Path:
+    """Where a run writing the model folder `out_dir` keeps its checkpoint: next to it, not in it (a model folder
+    is zipped and pushed as it is)."""
+    return Path(f"{Path(out_dir)}.resume.pt")
+
+
+def data_identity(decoded) -> dict:
+    """What a run trains on, in a few bytes: enough to tell another dataset, split or image size apart."""
+    digest = hashlib.sha256(repr(decoded.class_names).encode())
+    for part in (decoded.train, decoded.val):
+        digest.update(b"".join(part.digests))
+        digest.update(part.y.numpy().tobytes())
+    return dict(classes=list(decoded.class_names), train=len(decoded.train), val=len(decoded.val),
+                img_size=decoded.img_size, digest=digest.hexdigest()[:16], load=decoded.data_info.get("load") or {})
+
+
+def check_resumable(state: RunState, config: dict, data: dict, path: str | Path) -> None:
+    """Refuse to go on with a checkpoint of another run: another model or recipe, or other data."""
+    name = Path(path).name
+    if state.config is not None:
+        differ = [k for k in sorted(set(state.config) | set(config)) if state.config.get(k) != config.get(k)]
+        if differ:
+            shown = ", ".join(f"{k} {state.config.get(k)!r} there, {config.get(k)!r} here" for k in differ[:4])
+            raise UserError(f"{name} is the checkpoint of another run ({shown}): resume with that run's settings, or "
+                            "delete it to start afresh.")
+    if state.data is not None:
+        was, now = state.data, data
+        if (was["classes"], was["train"], was["val"], was["img_size"]) != (now["classes"], now["train"], now["val"], now["img_size"]):
+            raise UserError(f"{name} was saved by a run on other data ({len(was['classes'])} classes, {was['train']} "
+                            f"training and {was['val']} validation images at {was['img_size']} px; here "
+                            f"{len(now['classes'])}, {now['train']} and {now['val']} at {now['img_size']} px).")
+        if was["digest"] != now["digest"]:
+            raise UserError(f"{name} was saved by a run on other images (the same classes and counts, but other "
+                            "pictures or labels): resume on the dataset it trained on, or delete it to start afresh.")
 
 
 def rng_state(learner) -> dict:

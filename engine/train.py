@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -452,14 +452,17 @@ def fit(
     learner = Learner(data, cfg)
     yield Log(f"{cfg.model}: {learner.report.describe()}")
     phases, state = plan(cfg), RunState()
+    config, identity = asdict(cfg), checkpoint_lib.data_identity(data)
     if checkpoint and Path(checkpoint).is_file():
         state = checkpoint_lib.load(checkpoint)
+        checkpoint_lib.check_resumable(state, config, identity, checkpoint)
         learner.model.load_state_dict(state.model)
         checkpoint_lib.restore_rng(learner, state.rng)
         t0 -= state.seconds
         yield Log(f"Resumed after epoch {state.epoch} from {Path(checkpoint).name}")
     else:
         yield _started(learner, phases, data)
+    state.config, state.data = config, identity
     clock = _Clock(time_budget)
     try:
         while state.phase < len(phases):
@@ -472,6 +475,8 @@ def fit(
                 if more and clock.no_time_for_another(event.seconds):
                     yield _pause(learner, state, phase, checkpoint, out_dir, t0)
                     return
+                if more and checkpoint and clock.checkpoint_due():
+                    _save_checkpoint(learner, state, phase, checkpoint, t0)
             if stop.stopped or state.stops_early(cfg.patience):
                 break
             state.next_phase()
@@ -485,8 +490,8 @@ def fit(
     if state.best_weights is None:  # stopped before the first epoch ended: keep what we have
         state.record_epoch(_validate(learner, 0, math.nan, 0.0, t0, None), learner.model, learner.last_val_logits)
     model_dir = _save(learner, state, out_dir, time.perf_counter() - t0)
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)  # the run is over: nothing to resume
+    if checkpoint and not stop.stopped:
+        Path(checkpoint).unlink(missing_ok=True)  # the run is over: nothing to resume (a stopped one may go on)
     seconds = time.perf_counter() - t0
     if stop.stopped:
         yield Stopped(str(model_dir), state.epoch, seconds)
@@ -553,6 +558,14 @@ class _Clock:
 
     def __init__(self, budget: float | None) -> None:
         self.budget, self.start, self.slowest = budget, time.perf_counter(), 0.0
+        self.saved = self.start
+
+    def checkpoint_due(self) -> bool:
+        """Has a checkpoint's worth of training (checkpoint.EVERY seconds) passed since the last one?"""
+        if time.perf_counter() - self.saved < checkpoint_lib.EVERY:
+            return False
+        self.saved = time.perf_counter()
+        return True
 
     def no_time_for_another(self, epoch_seconds: float) -> bool:
         """Would one more epoch (as slow as the slowest so far, plus a margin for saving) overrun the budget?"""
@@ -562,15 +575,22 @@ class _Clock:
 
 def _pause(learner: Learner, state: RunState, phase: Phase, checkpoint: str, out_dir: str, t0: float) -> Paused:
     """End this chunk: save the run's state to resume from, and the best epoch so far as a model folder."""
-    if state.epochs_in_phase >= phase.epochs:
-        state.next_phase()  # the phase is done: the next chunk starts the next one afresh
+    saved = _save_checkpoint(learner, state, phase, checkpoint, t0)
+    model_dir = _save(learner, state, out_dir, saved.seconds)
+    return Paused(str(model_dir), str(checkpoint), state.epoch, saved.seconds)
+
+
+def _save_checkpoint(learner: Learner, state: RunState, phase: Phase, checkpoint: str, t0: float) -> RunState:
+    """Save the run as it stands at this epoch's end, to go on from exactly there; the running state is untouched."""
+    saved = replace(state)
+    if saved.epochs_in_phase >= phase.epochs:
+        saved.next_phase()  # the phase is done: going on starts the next one afresh
     else:
-        state.optimizer = learner.optimizer_in_use.state_dict()
-    state.model, state.rng = learner.model.state_dict(), checkpoint_lib.rng_state(learner)
-    state.seconds = time.perf_counter() - t0
-    checkpoint_lib.save(state, checkpoint)
-    model_dir = _save(learner, state, out_dir, state.seconds)
-    return Paused(str(model_dir), str(checkpoint), state.epoch, state.seconds)
+        saved.optimizer = learner.optimizer_in_use.state_dict()
+    saved.model, saved.rng = learner.model.state_dict(), checkpoint_lib.rng_state(learner)
+    saved.seconds = time.perf_counter() - t0
+    checkpoint_lib.save(saved, checkpoint)
+    return saved
 
 
 def _save_after_failure(learner: Learner, state: RunState, out_dir: str, seconds: float) -> SavedBeforeFailure | None:

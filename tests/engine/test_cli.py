@@ -131,6 +131,8 @@ def test_lr_find_sizes_its_steps_to_the_training_run(folder, tmp_path):
     (["train", "--epochs", "0", "--out", "x"], "Epochs must be"),
     (["train", "--model", "resnet18", "--pretrained", "--out", "x"], "cannot reach"),
     (["predict", "--model-dir", "/nope", "img.png"], "not a Snapfit model folder"),
+    (["train"], "Give --out FOLDER"),
+    (["train", "--resume", "/no/such/run"], "Nothing to resume: there is no run.resume.pt beside /no/such/run"),
     (["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", "x"], "start LR must be below the end LR"),
     (["lr-find", "--num-steps", "3", "--out", "x"], "from 10 to 1000 (got 3)"),
 ])
@@ -170,3 +172,28 @@ def test_models_lists_the_catalog_with_what_works_offline_first():
     resnet = next(row for row in rows if row.startswith("resnet18"))
     assert "no (Hub offline)" in resnet and rows.index(resnet) > rows.index(rows[0])
     assert "(no GPU here: slow)" in next(row for row in rows if row.startswith("resnet50"))
+
+
+def test_resume_goes_on_from_the_checkpoint_to_the_weights_of_one_run(folder, tmp_path, monkeypatch):
+    from engine import checkpoint, data
+    from engine.config import RECIPES
+    from engine.stopping import StopToken
+    from engine.train import TrainConfig, fit, preflight
+
+    cfg = preflight(TrainConfig(**RECIPES["scratch"] | dict(model="resnet10t", epochs=3, img_size=32, batch_size=32)))
+    dataset = data.load(str(folder))
+    whole = list(fit(dataset, cfg, str(tmp_path / "whole")))[-1]
+    run, stop = tmp_path / "run", StopToken()
+    monkeypatch.setattr(checkpoint, "EVERY", 0.0)  # a checkpoint at every epoch end
+    for event in fit(dataset, cfg, str(run), stop, checkpoint=str(checkpoint.beside(run))):
+        if event.kind == "epoch_end" and event.epoch == 2:
+            stop.stop()  # the Stop button, as the second epoch ends: its checkpoint is not written, the first's is
+    assert checkpoint.beside(run).is_file()
+    refused = cli("train", "--resume", str(run), "--epochs", "5")
+    assert refused.returncode == 2 and "--resume goes on with the run's own settings: drop --epochs" in refused.stderr
+    r = cli("train", "--resume", str(run))  # no --data: the run's own folder, from the checkpoint
+    assert r.returncode == 0, r.stderr
+    assert "Resumed after epoch 1" in r.stderr and json.loads(r.stdout.splitlines()[-1])["kind"] == "finished"
+    assert not checkpoint.beside(run).exists()
+    assert load_file(run / "model.safetensors").keys() == load_file(Path(whole.model_dir) / "model.safetensors").keys()
+    assert (run / "model.safetensors").read_bytes() == (Path(whole.model_dir) / "model.safetensors").read_bytes()

@@ -73,3 +73,55 @@ def test_the_checkpoint_is_the_documented_run_state(decoded, tmp_path):
     torch.save(saved, ckpt)
     with pytest.raises(UserError, match="another Snapfit version .* delete it"):
         list(fit(decoded, cfg, str(tmp_path / "m"), checkpoint=str(ckpt), time_budget=0))
+
+
+STOP_AFTER = 2  # epochs of the interrupted run that end normally
+
+
+def interrupted(decoded, cfg, out_dir, checkpoint, monkeypatch, how: str):
+    """Run until STOP_AFTER epochs have ended and a few steps of the next, then end it `how`: asked to stop (the
+    Stop button), or failing (a crash in a step). Checkpoints at every epoch end (EVERY = 0)."""
+    from engine.stopping import StopToken
+
+    monkeypatch.setattr(checkpoint_module, "EVERY", 0.0)
+    stop, ends, steps = StopToken(), 0, 0
+    run = fit(decoded, cfg, str(out_dir), stop, checkpoint=str(checkpoint))
+    try:
+        for event in run:
+            ends += event.kind == "epoch_end"
+            steps += event.kind == "step" and ends == STOP_AFTER
+            if steps == 2:
+                if how == "fail":
+                    run.throw(RuntimeError("the machine ran out of memory"))
+                stop.stop()
+    except RuntimeError:
+        pass
+    monkeypatch.setattr(checkpoint_module, "EVERY", 60.0)
+
+
+@pytest.mark.parametrize("how", ["stop", "fail"])
+def test_a_stopped_or_failed_run_resumes_to_the_weights_of_one_run(decoded, tmp_path, monkeypatch, how):
+    cfg = TrainConfig(**RECIPES["finetune+mixup"], bf16=False)
+    whole = list(fit(decoded, cfg, str(tmp_path / "whole")))
+    ckpt = checkpoint_module.beside(tmp_path / "run")
+    interrupted(decoded, cfg, tmp_path / "run", ckpt, monkeypatch, how)
+    assert ckpt.is_file() and load(ckpt).epoch == STOP_AFTER  # the last epoch boundary, not the partial epoch
+    resumed = list(fit(decoded, cfg, str(tmp_path / "run"), checkpoint=str(ckpt)))
+    assert resumed[-1].kind == "finished" and not ckpt.exists()
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert [e.val_loss for e in resumed if e.kind == "epoch_end"] == [e.val_loss for e in whole if e.kind == "epoch_end"][STOP_AFTER:]
+
+
+def test_a_resume_with_another_model_or_other_data_is_refused(decoded, small_shapes, tmp_path, monkeypatch):
+    cfg = TrainConfig(**RECIPES["finetune+mixup"], bf16=False)
+    ckpt = checkpoint_module.beside(tmp_path / "run")
+    interrupted(decoded, cfg, tmp_path / "run", ckpt, monkeypatch, "stop")
+    other_model = TrainConfig(**dict(RECIPES["finetune+mixup"], model="resnet14t"), bf16=False)
+    with pytest.raises(UserError, match="checkpoint of another run .*model 'resnet10t' there, 'resnet14t' here"):
+        list(fit(decoded, other_model, str(tmp_path / "run"), checkpoint=str(ckpt)))
+    other_images = decode_once(small_shapes, 32, seed=1)  # the same images, split otherwise
+    with pytest.raises(UserError, match="other images"):
+        list(fit(other_images, cfg, str(tmp_path / "run"), checkpoint=str(ckpt)))
+    with pytest.raises(UserError, match="other data"):
+        list(fit(decode_once(small_shapes, 48), cfg, str(tmp_path / "run"), checkpoint=str(ckpt)))
+    assert ckpt.is_file()  # refused, not consumed
