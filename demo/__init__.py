@@ -102,7 +102,8 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     loaded.then(bind(train_handlers.restore_settings, ctx, page.train), [page.key], [page.train.recipe, *settings],
                 api_visibility="private").then(
         bind(train_handlers.reattach, ctx, page.train), [page.key], page.train.progress_outputs, api_visibility="private",
-        concurrency_limit=None).then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+        concurrency_limit=None).then(show_runs, [page.key], [page.train.runs], api_visibility="private").then(
+        bind(train_handlers.show_resume, ctx, page.train), [page.key], [page.train.resume], api_visibility="private")
     loaded.then(show_runs, [page.key], [page.train.runs], api_visibility="private")
     loaded.then(bind(capture_handlers.restore, ctx, page.capture), [page.key], page.capture.class_outputs[1:],
                 api_visibility="private")

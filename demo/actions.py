@@ -16,6 +16,7 @@ from pathlib import Path
 
 from demo.workspace import Workspace
 from demo.zerogpu import train_in_chunks
+from engine import checkpoint as checkpoint_lib
 from engine import data as data_lib
 from engine import models
 from engine.config import FinderConfig
@@ -37,17 +38,21 @@ SAVED = (Finished, Stopped, SavedBeforeFailure)  # the events that end a run; wi
 # ---------------------------------------------------------------------------------------------- jobs
 
 
-def start_training(ctx, ws: Workspace, cfg: TrainConfig, label: str):
-    """Submit a training job for the session (it waits for a free slot); its model becomes the session's."""
-    return ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token, ctx.place.zero_gpu, label))
+def start_training(ctx, ws: Workspace, cfg: TrainConfig, label: str, out_dir: str | None = None):
+    """Submit a training job for the session (it waits for a free slot); its model becomes the session's. With
+    `out_dir`, the run that wrote it goes on from its checkpoint (see `resumable`)."""
+    return ctx.jobs.submit(ws.key, "train", lambda token: run_training(ws, cfg, token, ctx.place.zero_gpu, label, out_dir))
 
 
-def run_training(ws: Workspace, cfg: TrainConfig, stop, chunked: bool = False, label: str = ""):
+def run_training(ws: Workspace, cfg: TrainConfig, stop, chunked: bool = False, label: str = "", out_dir: str | None = None):
     """The training job's body: decode once (cached per workspace), train (in GPU-sized chunks on a ZeroGPU Space),
-    and hand the model to the workspace, listed among its runs as `label` (its recipe, or else its strategy)."""
+    and hand the model to the workspace, listed among its runs as `label` (its recipe, or else its strategy). The run
+    keeps a checkpoint beside its model folder, so a stopped or failed run can go on (engine/checkpoint.py)."""
     decoded = yield from ws.decoded(cfg)
-    out_dir = Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    events = train_in_chunks(decoded, cfg, str(out_dir), stop) if chunked else fit(decoded, cfg, str(out_dir), stop)
+    out_dir = out_dir or str(Path(ws.folder) / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+    ws.last_run = (cfg, out_dir, label)
+    events = (train_in_chunks(decoded, cfg, out_dir, stop) if chunked
+              else fit(decoded, cfg, out_dir, stop, checkpoint=str(checkpoint_lib.beside(out_dir))))
     for event in events:
         if isinstance(event, SAVED) and event.model_dir:
             keep_lr_result(ws, cfg, event.model_dir)
@@ -55,6 +60,13 @@ def run_training(ws: Workspace, cfg: TrainConfig, stop, chunked: bool = False, l
             zip_model_folder(event.model_dir, event.model_dir)  # beside it: <model_dir>.zip, for the download button
             ws.add_run(run_record(event, cfg, label or cfg.resolved_strategy()))
         yield event
+
+
+def resumable(ws: Workspace) -> tuple | None:
+    """The session's latest run, (cfg, model folder, label), when it ended before its end and left a checkpoint."""
+    if ws.last_run is None or not checkpoint_lib.beside(ws.last_run[1]).is_file():
+        return None
+    return ws.last_run
 
 
 def run_record(event, cfg: TrainConfig, label: str) -> dict:

@@ -30,7 +30,7 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_v
                  st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30), st.sampled_from(WORDS),
                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 NO_PARAMS = ("/stop_training", "/stop_lr_find", "/evaluate", "/export_onnx", "/capture_train", "/capture_download",
-             "/capture_use")  # called as is, in a fresh session
+             "/capture_use", "/resume_training")  # called as is, in a fresh session
 STREAMS = {"/train": "/stop_training", "/lr_find": "/stop_lr_find"}  # streaming endpoint -> how to stop what it started
 
 

@@ -42,6 +42,7 @@ class TrainUI:
     log: gr.Textbox
     start: gr.Button
     stop: gr.Button
+    resume: gr.Button  # shown when the latest run stopped or failed and can go on from its checkpoint
     results: gr.Markdown
     download: gr.DownloadButton
     notice: Notice  # under Start: why a run did not start
@@ -67,6 +68,30 @@ def train(ctx: Context, ui: TrainUI, key=None, lr=None, head_lr=None, **settings
         job = actions.start_training(ctx, ws, cfg, recipe_of(ctx, cfg) or cfg.resolved_strategy())
         ws.train_settings = dict(settings)
     yield from stream(ctx, ui, ws.key, job)
+
+
+@user_errors
+def resume(ctx: Context, ui: TrainUI, key=None):
+    """Go on with the session's stopped or failed run from its last checkpoint, with its own settings."""
+    ws = ctx.workspace(key)
+    job = ctx.jobs.latest(ws.key, "train")
+    if job is not None and not job.finished:
+        raise UserError("A training run is going: wait for it to end, or stop it, before resuming another.")
+    run = actions.resumable(ws)
+    if run is None:
+        raise UserError("Nothing to resume: the latest run finished, or stopped before its first checkpoint (one is "
+                        "saved at an epoch end, once a minute). Start a new run instead.")
+    cfg, out_dir, label = run
+    job = actions.start_training(ctx, ws, cfg, label, out_dir)
+    yield from stream(ctx, ui, ws.key, job)
+
+
+def show_resume(ctx: Context, ui: TrainUI, key=None) -> dict:
+    """The Resume button: shown when the session's latest run can go on (it ended early and left a checkpoint)."""
+    ws = ctx.workspace(key)
+    job = ctx.jobs.latest(ws.key, "train")
+    running = job is not None and not job.finished
+    return {ui.resume: gr.Button(visible=not running and actions.resumable(ws) is not None)}
 
 
 def stop_training(ctx: Context, ui: TrainUI, key=None) -> dict:

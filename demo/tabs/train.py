@@ -78,6 +78,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
                 stop = gr.Button("Stop", variant="stop", interactive=False)
+                resume = gr.Button("Resume the stopped run", visible=False, elem_id="train-resume")
             start_notice = notice("train-notice")
         with gr.Column(scale=2):
             runs = gr.Markdown("", elem_id="train-runs")
@@ -93,15 +94,22 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
     ui = TrainUI(key=key, recipe=recipe, settings=s, note=note, preview=preview, runs=runs, status=status,
-                 loss_plot=loss_plot, acc_plot=acc_plot, lr_plot=lr_plot, log=log, start=start, stop=stop,
+                 loss_plot=loss_plot, acc_plot=acc_plot, lr_plot=lr_plot, log=log, start=start, stop=stop, resume=resume,
                  results=results, download=download, notice=start_notice,
                  plan=plan)
 
     # The streaming handler only waits on the job, so it needs no concurrency slot of its own: the job
     # manager is what limits how many trainings run at once.
     show_runs = bind(h.show_runs, ctx, ui)
+    show_resume = bind(h.show_resume, ctx, ui)
     start.click(bind(h.train, ctx, ui), [key], [*ui.progress_outputs, start_notice], inputs_kwargs=s, api_name="train",
-                concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private")
+                concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private").then(
+        show_resume, [key], [resume], api_visibility="private")
+    for button in (start, resume):  # a run going: nothing to resume until it ends
+        button.click(lambda: gr.Button(visible=False), None, [resume], api_visibility="private", queue=False)
+    resume.click(bind(h.resume, ctx, ui), [key], [*ui.progress_outputs, start_notice], api_name="resume_training",
+                 concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private").then(
+        show_resume, [key], [resume], api_visibility="private")
     stop.click(bind(h.stop_training, ctx, ui), [key], [stop], api_name="stop_training")
     preview_btn.click(bind(h.preview_augmentation, ctx, ui), [s["augment"], s["img_size"], s["seed"], key], [preview, start_notice],
                       api_name="preview_augmentation")

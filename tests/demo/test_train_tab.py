@@ -2,6 +2,9 @@
 the model list says which weights are here; the Data tab's first model is a real run that Classify uses at once and
 the Train tab lists beside later runs."""
 
+from pathlib import Path
+
+import gradio as gr
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -167,3 +170,41 @@ def test_a_first_model_that_cannot_train_says_why(app, tmp_path):
     assert status == ("The first model failed: Too few images for a validation split: give every class at least "
                       "2 images."), status
     assert "No model yet" in c.predict(api_name="/model_in_use")  # nothing was put in place
+
+
+def test_a_stopped_run_resumes_from_the_train_tab_to_the_weights_of_one_run(ctx, ui, small_shapes, tmp_path, monkeypatch):
+    from demo import actions
+    from demo.handlers import train as h
+    from engine import checkpoint
+    from engine.stopping import StopToken
+    from engine.train import TrainConfig, fit
+
+    ws = ctx.workspace(None)
+    ws.set_dataset(small_shapes)
+    cfg = TrainConfig(model="resnet10t", weights="scratch", epochs=3, batch_size=32, img_size=32, bf16=False)
+    assert h.show_resume(ctx, ui.train, ws.key)[ui.train.resume].visible is False  # no run yet
+    monkeypatch.setattr(checkpoint, "EVERY", 0.0)  # a checkpoint at every epoch end
+    stop = StopToken()
+    for event in actions.run_training(ws, cfg, stop, label="scratch"):
+        if event.kind == "step" and event.epoch == 3:
+            stop.stop()  # the Stop button, in the third epoch
+    assert ws.runs[-1]["status"] == "stopped"
+    assert h.show_resume(ctx, ui.train, ws.key)[ui.train.resume].visible is True
+    updates = list(h.resume(ctx, ui.train, ws.key))
+    assert [r["status"] for r in ws.runs] == ["done"]  # the same run and folder, listed once, finished now
+    assert h.show_resume(ctx, ui.train, ws.key)[ui.train.resume].visible is False  # finished: nothing to resume
+    decoded = yield_from(ws.decoded(cfg))
+    whole = list(fit(decoded, cfg, str(tmp_path / "whole")))[-1]
+    resumed = Path(ws.runs[-1]["model_dir"], "model.safetensors").read_bytes()
+    assert resumed == Path(whole.model_dir, "model.safetensors").read_bytes()
+    with pytest.raises(gr.Error, match="Nothing to resume"):
+        list(h.resume(ctx, ui.train, ws.key))
+
+
+def yield_from(generator):
+    """The return value of a generator that also yields (as `x = yield from g` gives it)."""
+    try:
+        while True:
+            next(generator)
+    except StopIteration as end:
+        return end.value
