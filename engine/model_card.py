@@ -14,6 +14,7 @@ from pathlib import Path
 
 import timm
 import torch
+from huggingface_hub import EvalResult, ModelCardData
 
 from engine.evaluate import per_class_scores
 from engine.export import read_config, read_metrics
@@ -89,7 +90,7 @@ def render(model_dir: str | Path, repo_id: str) -> str:
     names = config.get("label_names") or metrics.get("class_names") or []
     hyper = metrics.get("hyperparameters") or {}
     sections = [
-        _front_matter(config, metrics),
+        _front_matter(config, metrics, repo_id.split("/")[-1]),
         f"# {repo_id.split('/')[-1]}\n\n{_summary(config, metrics, hyper)}",
         _results(metrics, names),
         _how_to_use(repo_id),
@@ -99,17 +100,37 @@ def render(model_dir: str | Path, repo_id: str) -> str:
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def _front_matter(config: dict, metrics: dict) -> str:
-    lines = ["---", "library_name: timm", "pipeline_tag: image-classification", "tags:", "- image-classification",
-             "- timm", "- snapfit", "license: apache-2.0"]
-    dataset = hub_dataset_id(dataset_source(metrics))
-    if dataset:
-        lines += ["datasets:", f"- {dataset}"]
-    base = _base_model(config, metrics)
-    if base:
-        lines += [f"base_model: {base}"]
-    lines += ["metrics:", "- accuracy", "---"]
-    return "\n".join(lines)
+def _front_matter(config: dict, metrics: dict, model_name: str) -> str:
+    """The YAML the Hub reads, made by huggingface_hub itself so its parser reads it back: the validation
+    metrics go in a `model-index`, which is what the Hub shows as the model's results."""
+    dataset, results = hub_dataset_id(dataset_source(metrics)), _eval_results(metrics)
+    data = ModelCardData(library_name="timm", pipeline_tag="image-classification", license="apache-2.0",
+                         tags=["image-classification", "timm", "snapfit"], datasets=[dataset] if dataset else None,
+                         base_model=_base_model(config, metrics), metrics=["accuracy"],
+                         model_name=model_name if results else None, eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---"
+
+
+def _eval_results(metrics: dict) -> list[EvalResult]:
+    """Accuracy and loss on the validation images, for the model-index."""
+    name, kind = _dataset_name_and_type(metrics)
+    config = ((metrics.get("data") or {}).get("load") or {}).get("config")
+    found = [("accuracy", "Validation accuracy", metrics.get("val_accuracy")),
+             ("loss", "Validation loss (cross-entropy)", metrics.get("val_loss"))]
+    return [EvalResult(task_type="image-classification", dataset_type=kind, dataset_name=name, dataset_config=config,
+                       dataset_split="validation", metric_type=metric, metric_name=label, metric_value=float(value))
+            for metric, label, value in found if value is not None]
+
+
+def _dataset_name_and_type(metrics: dict) -> tuple[str, str]:
+    """A Hub dataset by its id; anything else by a name without local paths (the model-index needs both)."""
+    source = dataset_source(metrics)
+    hub_id = hub_dataset_id(source)
+    if hub_id:
+        return hub_id, hub_id
+    if source == BUILTIN:
+        return "Snapfit built-in shapes", BUILTIN
+    return public_source(source) or "images", "imagefolder"  # class folders, as a folder or .zip
 
 
 def _base_model(config: dict, metrics: dict) -> str | None:
@@ -169,6 +190,7 @@ With plain [timm](https://github.com/huggingface/pytorch-image-models) (the clas
 ```python
 import timm
 import torch
+from huggingface_hub import EvalResult, ModelCardData
 from PIL import Image
 
 model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()

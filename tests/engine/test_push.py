@@ -14,6 +14,8 @@ import pytest
 import timm
 import torch
 import yaml
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 
 from engine import model_card, push
@@ -91,6 +93,45 @@ def test_model_card_has_metrics_classes_figures_and_how_to_load(model_dir, built
     assert "| lr | `0.01` |" in card and "| model | `resnet10t.c3_in1k` |" in card
     assert "built-in *shapes* dataset" in card
     assert f'timm.create_model("hf-hub:{REPO}", pretrained=True)' in card
+
+
+def _card_results(model_dir) -> list:
+    """The card as the Hub reads it: huggingface_hub's own parser, from the README.md we push."""
+    card = ModelCard(model_card.render(model_dir, REPO))
+    name, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert name == REPO.split("/")[1]
+    assert card.data.eval_results == results
+    return results
+
+
+def test_the_hub_reads_the_validation_metrics_from_the_card(model_dir):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    card = ModelCard(model_card.render(model_dir, REPO))
+    # the fields the card had before the model-index are still there
+    assert card.data.library_name == "timm" and card.data.license == "apache-2.0"
+    assert card.data.tags == ["image-classification", "timm", "snapfit"] and card.data.metrics == ["accuracy"]
+    accuracy, loss = _card_results(model_dir)
+    assert (accuracy.metric_type, accuracy.metric_value) == ("accuracy", pytest.approx(metrics["val_accuracy"]))
+    assert (loss.metric_type, loss.metric_value) == ("loss", pytest.approx(metrics["val_loss"]))
+    for result in (accuracy, loss):
+        assert (result.task_type, result.dataset_split) == ("image-classification", "validation")
+        assert (result.dataset_type, result.dataset_name) == ("builtin:shapes", "Snapfit built-in shapes")
+
+
+@pytest.mark.parametrize("load, dataset_type, dataset_name, config", [
+    (dict(source="hub:uoft-cs/cifar10", config="plain_text"), "uoft-cs/cifar10", "uoft-cs/cifar10", "plain_text"),
+    (dict(source="/tmp/snapfit/0123456789abcdef/data/my pets.zip"), "imagefolder", "my pets.zip", None),
+])
+def test_the_card_names_the_dataset_by_its_hub_id_or_without_local_paths(model_dir, load, dataset_type, dataset_name,
+                                                                         config):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    metrics["data"] = dict(source=load["source"], load=load, holdout=dict(kind="stratified"))
+    (model_dir / "metrics.json").write_text(json.dumps(metrics))
+    for result in _card_results(model_dir):
+        assert (result.dataset_type, result.dataset_name, result.dataset_config) == (dataset_type, dataset_name, config)
+    card = ModelCard(model_card.render(model_dir, REPO))
+    assert card.data.datasets == (["uoft-cs/cifar10"] if config else None)
+    assert "0123456789abcdef" not in str(card)
 
 
 def test_the_cards_code_runs_and_agrees_with_snapfit(model_dir, tmp_path):
