@@ -1,6 +1,6 @@
 """Snapfit's Gradio UI. It imports the engine and holds no training math.
 
-`build_demo()` assembles seven tabs (Data, Capture, Train, LR finder, Evaluate, Classify, Export) around one per-session key and one
+`build_demo()` assembles eight tabs (Data, Capture, Train, LR finder, Evaluate, Clean, Classify, Export) around one per-session key and one
 server-wide job manager. See demo/workspace.py for why the key lives both in gr.State and gr.BrowserState.
 
 Three layers: demo/tabs/ lay out each tab and wire its events; demo/handlers/ hold what each event returns (module-level
@@ -18,6 +18,7 @@ from gradio.utils import get_upload_folder
 from demo import space
 from demo.context import Context
 from demo.handlers import capture as capture_handlers
+from demo.handlers import clean as clean_handlers
 from demo.handlers import data as data_handlers
 from demo.handlers import lr_finder as finder_handlers
 from demo.handlers import page as page_handlers
@@ -25,7 +26,7 @@ from demo.handlers import train as train_handlers
 from demo.handlers.page import Page
 from demo.housekeeping import Housekeeper
 from demo.jobs import JobManager
-from demo.tabs import capture, classify, data, evaluate, export, lr_finder, train
+from demo.tabs import capture, classify, clean, data, evaluate, export, lr_finder, train
 from demo.wiring import bind
 from demo.workspace import Workspaces
 from engine import hub
@@ -75,11 +76,14 @@ def build_page(ctx: Context) -> Page:
             finder_ui = lr_finder.build(ctx, key, train_ui.settings)
         with gr.Tab("Evaluate", id="evaluate"):
             evaluate.build(ctx, key)
+        with gr.Tab("Clean", id="clean") as clean_tab:
+            clean_ui, clean_apply, clean_undo = clean.build(ctx, key, clean_tab)
         with gr.Tab("Classify", id="classify") as classify_tab:
             classify.build(ctx, key, classify_tab)
         with gr.Tab("Export", id="export") as export_tab:
             export.build(ctx, key, export_tab)
-    return Page(key, browser_key, tabs, data_ui, train_ui, finder_ui, capture_ui, use_captured)
+    return Page(key, browser_key, tabs, data_ui, train_ui, finder_ui, capture_ui, use_captured, clean_ui, clean_apply,
+                clean_undo)
 
 
 def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
@@ -94,6 +98,11 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     page.use_captured.click(bind(capture_handlers.use_as_dataset, ctx, page.capture, page.data, page.tabs), [page.key],
                             [*page.data.dataset_outputs, page.tabs, page.capture.notice], api_name="capture_use").success(
         bind(data_handlers.first_prompt, ctx, page.data), [page.key], page.data.first_outputs[1:], api_visibility="private")
+
+    cleaned = [*page.data.dataset_outputs, page.clean.suspects, page.clean.duplicates, page.clean.selected,
+               page.clean.pending, page.clean.notice]
+    page.clean_apply.click(bind(clean_handlers.apply, ctx, page.clean, page.data), [page.key], cleaned, api_name="clean_apply")
+    page.clean_undo.click(bind(clean_handlers.undo, ctx, page.clean, page.data), [page.key], cleaned, api_name="clean_undo")
 
     loaded = blocks.load(bind(page_handlers.restore, ctx, page), [page.browser_key],
                          [page.key, page.browser_key, *page.data.dataset_outputs[1:]], api_visibility="private")

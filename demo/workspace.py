@@ -62,6 +62,7 @@ class Workspace:
     first_model_job: str | None = None  # the job id of the Data tab's "first model" run, re-attached after a reload
     weights_file: Path | None = None  # a weights file uploaded on the Train tab: its Weights choice "your file"
     last_run: tuple | None = None  # (TrainConfig, model folder, label) of the latest training: what Resume goes on with
+    cleaning: object | None = None  # the Clean tab's view of the dataset and the changes chosen (demo/handlers/clean.py)
     capture: object | None = None  # the Capture tab's pictures and live model (demo/handlers/capture.py)
     touched: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -16,7 +16,6 @@ import itertools
 import threading
 import time
 import unicodedata
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from engine import data as data_lib
 from engine import images as images_lib
 from engine import models, onnx_embed
 from engine.errors import UserError
-from engine.folders import JUNK_NAMES
+from engine.folders import JUNK_NAMES, write_zip
 from engine.labelled import LabelledImages, validate
 from engine.predict import as_image
 
@@ -194,12 +193,7 @@ class CapturedSet:
 
     def write_zip(self, path: str | Path) -> Path:
         """The set as a .zip of one folder per class (class/0001.jpg, ...), the layout the .zip source reads."""
-        data = self.to_labelled()
-        path = Path(path)
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # JPEGs do not compress further
-            for jpeg, name in zip(data.images, data.item_names):
-                zf.writestr(name, jpeg)
-        return path
+        return write_zip(self.to_labelled(), path)
 
 
 # ---------------------------------------------------------------------------------------------- live model

@@ -9,11 +9,14 @@ counted; image files whose header cannot be read, or that are too large, are ski
 """
 from __future__ import annotations
 
+import io
 import os
 import stat
 import unicodedata
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from PIL import Image
 
 from engine.errors import UserError
 from engine.images import IMAGE_SUFFIXES, problem
@@ -184,3 +187,31 @@ def load_zip(zip_path: Path, dest: Path | None = None, split: str | None = None,
     data = load_folder(safe_extract(zip_path, dest), split=split, progress=progress)
     data.source = str(zip_path)
     return data
+
+
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+def write_zip(data: LabelledImages, path: str | Path) -> Path:
+    """A dataset as a .zip of one folder per class (class/0001.jpg, ...): the layout `load_zip` reads back. Each
+    picture keeps its own bytes (a file's, or an encoded image's); a decoded image in memory is written as PNG."""
+    counts: dict[str, int] = {}
+    path = Path(path)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # pictures are compressed already
+        for image, label in zip(data.images, data.labels):
+            name = data.class_names[label]
+            counts[name] = counts.get(name, 0) + 1
+            raw, suffix = _encoded(image)
+            zf.writestr(f"{name}/{counts[name]:04d}{suffix}", raw)
+    return path
+
+
+def _encoded(image) -> tuple[bytes, str]:
+    if isinstance(image, (str, Path)):
+        return Path(image).read_bytes(), Path(image).suffix.lower()
+    if isinstance(image, (bytes, bytearray)):
+        with Image.open(io.BytesIO(image)) as img:
+            return bytes(image), FORMAT_SUFFIXES.get(img.format, ".img")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue(), ".png"

@@ -30,7 +30,8 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_v
                  st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30), st.sampled_from(WORDS),
                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 NO_PARAMS = ("/stop_training", "/stop_lr_find", "/evaluate", "/export_onnx", "/capture_train", "/capture_download",
-             "/capture_use", "/resume_training")  # called as is, in a fresh session
+             "/capture_use", "/resume_training",
+             "/clean_apply", "/clean_undo", "/clean_download")  # called as is, in a fresh session
 STREAMS = {"/train": "/stop_training", "/lr_find": "/stop_lr_find"}  # streaming endpoint -> how to stop what it started
 
 
@@ -140,6 +141,8 @@ def catalog(files: Files) -> dict[str, dict[str, list]]:
         "/push_to_hub": dict(repo_id=WORDS + [None, "a/b/c", "me/..", "me/model.git", "x" * 200 + "/m"],
                              hub_token=["", None, "hf_" + "x" * 5000, "\n"], make_private=[None, "yes", 5]),
         "/use_lr": dict(choice=CHOICES + [1e-3]),
+        "/clean_rank": dict(class_name=CHOICES + WORDS, split=CHOICES + ["both", "test"]),
+        "/clean_duplicates": dict(threshold=NUMBERS + [0.2, 2]),
         "/capture_add_class": dict(text=WORDS + [None, 123, "a/b", "__MACOSX", "tab\there"]),
         "/capture_upload": dict(files=[None, []] + [[i] for i in images if i] + [[f(files.png()), f(files.garbage())]],
                                 current=CHOICES + WORDS),
@@ -157,7 +160,8 @@ def baseline(files: Files) -> dict[str, dict]:
                               label_column=""),
             "/load_folder": dict(files=[handle_file(files.png(name="a.png"))], paths='["cats/a.png"]'),
             "/push_to_hub": dict(repo_id="me/model", hub_token="hf_x"), "/use_lr": dict(choice=None),
-            "/capture_add_class": dict(text="circle"),
+            "/capture_add_class": dict(text="circle"), "/clean_rank": dict(class_name="all classes", split="validation"),
+            "/clean_duplicates": dict(threshold=0.8),
             "/capture_upload": dict(files=[handle_file(files.png())], current="circle")}
 
 

@@ -13,6 +13,7 @@ import gradio as gr
 from demo.context import Context
 from demo.handlers import data, train
 from demo.handlers.capture import CaptureUI
+from demo.handlers.clean import CleanUI
 from demo.handlers.data import DataUI
 from demo.handlers.lr_finder import FinderUI
 from demo.handlers.train import TrainUI
@@ -28,6 +29,9 @@ class Page:
     finder: FinderUI
     capture: CaptureUI
     use_captured: gr.Button  # the Capture tab's "use these pictures as the dataset": it loads them into the Data tab
+    clean: CleanUI
+    clean_apply: gr.Button  # the Clean tab's Apply and Undo: they change the dataset the Data tab shows
+    clean_undo: gr.Button
 
 
 def restore(ctx: Context, page: Page, stored) -> dict:

@@ -191,6 +191,7 @@ def test_a_stopped_run_resumes_from_the_train_tab_to_the_weights_of_one_run(ctx,
     assert ws.runs[-1]["status"] == "stopped"
     assert h.show_resume(ctx, ui.train, ws.key)[ui.train.resume].visible is True
     updates = list(h.resume(ctx, ui.train, ws.key))
+    assert "Resumed after epoch 2" in updates[-1][ui.train.log] and updates[-1][ui.train.results]  # its final metrics
     assert [r["status"] for r in ws.runs] == ["done"]  # the same run and folder, listed once, finished now
     assert h.show_resume(ctx, ui.train, ws.key)[ui.train.resume].visible is False  # finished: nothing to resume
     decoded = yield_from(ws.decoded(cfg))
