@@ -140,6 +140,7 @@ def catalog(files: Files) -> dict[str, dict[str, list]]:
         "/push_to_hub": dict(repo_id=WORDS + [None, "a/b/c", "me/..", "me/model.git", "x" * 200 + "/m"],
                              hub_token=["", None, "hf_" + "x" * 5000, "\n"], make_private=[None, "yes", 5]),
         "/use_lr": dict(choice=CHOICES + [1e-3]),
+        "/use_run": dict(name=WORDS + [None, 123, "model-20250101-000000-abcd"]),
         "/capture_add_class": dict(text=WORDS + [None, 123, "a/b", "__MACOSX", "tab\there"]),
         "/capture_upload": dict(files=[None, []] + [[i] for i in images if i] + [[f(files.png()), f(files.garbage())]],
                                 current=CHOICES + WORDS),
