@@ -103,8 +103,10 @@ def curves(ws, ui: RunsUI) -> dict:
         return {ui.loss_plot: None, ui.acc_plot: None}
     loss = {run_title(ws, r): [(h["epoch"], h["val_loss"]) for h in r.get("history", [])] for r in chosen}
     acc = {run_title(ws, r): [(h["epoch"], h["val_acc"]) for h in r.get("history", [])] for r in chosen}
-    return {ui.loss_plot: figures.run_curves(loss, "validation loss", "Validation loss"),
-            ui.acc_plot: figures.run_curves(acc, "validation accuracy %", "Validation accuracy", percent=True)}
+    colours = [r["number"] - 1 for r in chosen]  # a run's colour stays its own whichever others are chosen
+    return {ui.loss_plot: figures.run_curves(loss, "validation loss", "Validation loss", colours=colours),
+            ui.acc_plot: figures.run_curves(acc, "validation accuracy %", "Validation accuracy", percent=True,
+                                            colours=colours)}
 
 
 def runs_markdown(ws) -> str:

@@ -68,8 +68,11 @@ def test_runs_are_compared_and_any_one_becomes_the_sessions_model(ctx, ui, two_r
     assert loss[titles[1]] == ([1, 2], [h["val_loss"] for h in read_metrics(folders[1])["history"]])
     assert acc[titles[0]] == ([1], [read_metrics(folders[0])["history"][0]["val_acc"] * 100])
 
-    chosen = runs.choose(ctx, compare, [ids[0]], ws.key)
-    assert list(lines_of(chosen[compare.loss_plot])) == [titles[0]] and ws.runs_chosen == [ids[0]]
+    colours = [line.get_color() for line in shown[compare.loss_plot].axes[0].get_lines()]
+    assert colours[0] != colours[1]
+    chosen = runs.choose(ctx, compare, [ids[1]], ws.key)  # alone, the second run keeps its colour
+    assert list(lines_of(chosen[compare.loss_plot])) == [titles[1]] and ws.runs_chosen == [ids[1]]
+    assert chosen[compare.acc_plot].axes[0].get_lines()[0].get_color() == colours[1]
     assert runs.choose(ctx, compare, [], ws.key) == {compare.loss_plot: None, compare.acc_plot: None}
 
     # the first run made the session's model: Classify, Evaluate and Export use it, and the tables say so
