@@ -14,7 +14,7 @@ from engine.errors import UserError
 from engine.train import TrainConfig, decode_once, fit
 from tests.engine.test_cli import cli, save_folder
 
-TINY = TrainConfig(model="resnet10t", epochs=1, img_size=32, batch_size=16)
+TINY = TrainConfig(model="resnet10t", epochs=1, img_size=32, batch_size=32)
 
 
 def without(data: data_lib.LabelledImages, drop: set[int]) -> data_lib.LabelledImages:
