@@ -22,6 +22,7 @@ from demo.handlers import clean as clean_handlers
 from demo.handlers import data as data_handlers
 from demo.handlers import lr_finder as finder_handlers
 from demo.handlers import page as page_handlers
+from demo.handlers import runs as runs_handlers
 from demo.handlers import train as train_handlers
 from demo.handlers.page import Page
 from demo.housekeeping import Housekeeper
@@ -89,11 +90,12 @@ def build_page(ctx: Context) -> Page:
 def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     """The events between tabs, and the page load: it restores the session and re-attaches to its running jobs."""
     settings = list(page.train.settings.values())
-    show_runs = bind(train_handlers.show_runs, ctx, page.train)
+    show_runs = bind(runs_handlers.show, ctx, page.train.compare)  # the summary table and the comparison
+    runs_outputs = page.train.compare.outputs
     page.finder.use.click(bind(page_handlers.use_lr, page), [page.finder.choice], [page.train.settings["lr"], page.tabs],
                           api_name="use_lr")
     page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), [page.key], [page.train.recipe, *settings, page.tabs],
-                         api_visibility="private").then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+                         api_visibility="private").then(show_runs, [page.key], runs_outputs, api_visibility="private")
 
     page.use_captured.click(bind(capture_handlers.use_as_dataset, ctx, page.capture, page.data, page.tabs), [page.key],
                             [*page.data.dataset_outputs, page.tabs, page.capture.notice], api_name="capture_use").success(
@@ -111,9 +113,9 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     loaded.then(bind(train_handlers.restore_settings, ctx, page.train), [page.key], [page.train.recipe, *settings],
                 api_visibility="private").then(
         bind(train_handlers.reattach, ctx, page.train), [page.key], page.train.progress_outputs, api_visibility="private",
-        concurrency_limit=None).then(show_runs, [page.key], [page.train.runs], api_visibility="private").then(
+        concurrency_limit=None).then(show_runs, [page.key], runs_outputs, api_visibility="private").then(
         bind(train_handlers.show_resume, ctx, page.train), [page.key], [page.train.resume], api_visibility="private")
-    loaded.then(show_runs, [page.key], [page.train.runs], api_visibility="private")
+    loaded.then(show_runs, [page.key], runs_outputs, api_visibility="private")
     loaded.then(bind(capture_handlers.restore, ctx, page.capture), [page.key], page.capture.class_outputs[1:],
                 api_visibility="private")
     loaded.then(bind(data_handlers.reattach_first, ctx, page.data), [page.key], page.data.first_outputs,

@@ -18,12 +18,12 @@ from demo.workspace import Workspace
 from demo.zerogpu import train_in_chunks
 from engine import checkpoint as checkpoint_lib
 from engine import data as data_lib
-from engine import models
+from engine import models, runs
 from engine.config import FinderConfig
 from engine.errors import UserError
 from engine.evaluate import evaluate, items_of_known_classes
 from engine.events import Finished, LRFinished, SavedBeforeFailure, Stopped
-from engine.export import check_model_folder, read_metrics, zip_model_folder
+from engine.export import REQUIRED, check_model_folder, zip_model_folder
 from engine.lr_finder import find
 from engine.model_card import LR_FIND_JSON
 from engine.predict import Predictor
@@ -70,11 +70,14 @@ def resumable(ws: Workspace) -> tuple | None:
 
 
 def run_record(event, cfg: TrainConfig, label: str) -> dict:
-    """One row of the Train tab's table of runs, from the model folder the run saved."""
-    m = read_metrics(event.model_dir)
+    """One row of the Train tab's table of runs, from the model folder the run saved: what the Markdown table shows,
+    and what the comparison adds (data fingerprint, epochs, per-class accuracy, the curves, the validation split)."""
+    run = runs.read(event.model_dir)
     status = "done" if isinstance(event, Finished) else "stopped" if isinstance(event, Stopped) else "failed"
-    return dict(label=label, model=models.display_name(cfg.model, cfg.weights), img_size=cfg.img_size, val_acc=m.get("val_accuracy", 0.0),
-                seconds=m.get("seconds", 0.0), status=status, model_dir=str(event.model_dir))
+    return dict(label=label, model=models.display_name(cfg.model, cfg.weights), img_size=cfg.img_size,
+                val_acc=run.val_accuracy or 0.0, seconds=run.seconds or 0.0, status=status, model_dir=str(event.model_dir),
+                data=run.data, epochs=cfg.epochs, best_epoch=run.best_epoch, per_class=run.per_class, history=run.history,
+                split=(cfg.val_fraction, cfg.seed))
 
 
 def keep_lr_result(ws: Workspace, cfg: TrainConfig, model_dir: str) -> None:
@@ -206,6 +209,19 @@ def load_uploaded_model(ws: Workspace, paths: list[str]) -> Predictor:
                         "or check that config.json and model.safetensors belong together.") from exc
     ws.set_model(folder, predictor=predictor)
     return predictor
+
+
+def use_run(ws: Workspace, name: str) -> dict:
+    """Make one of the session's runs (by its folder's name) its model for Classify, Evaluate and Export, as when
+    that run had just finished. Returns the run."""
+    run = ws.run_named(name) if isinstance(name, str) else None
+    if run is None:
+        raise UserError("Choose one of the runs listed (older runs are not kept).")
+    if not all((Path(run["model_dir"]) / file).is_file() for file in REQUIRED):
+        raise UserError(f"Run {run['number']}'s model folder is gone (the session's files were cleaned up): train it "
+                        "again, or choose another run.")
+    ws.set_model(run["model_dir"], tuple(run.get("split", (0.2, 0))))
+    return run
 
 
 def model_from_upload(paths: list[str], workspace_folder: Path) -> Path:

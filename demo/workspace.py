@@ -31,6 +31,7 @@ from engine.train import Decoded, TrainConfig, decode_once, ensure_decoded
 log = logging.getLogger("snapfit.workspace")
 DEFAULT_TTL = 4 * 3600.0  # seconds a session's files outlive its last use
 KEY = re.compile(r"[0-9a-f]{32}")  # a workspace key (uuid4().hex), also its folder's name
+MAX_RUNS = 10  # runs a session keeps with their model folders; beyond, the oldest not in use goes
 
 
 def ttl_from_env() -> float:
@@ -59,6 +60,9 @@ class Workspace:
     evaluation: dict | None = None  # the latest evaluation, with its images (see demo/actions.py)
     lr_result: tuple | None = None  # (model, strategy, LRFinished) of the latest complete LR finder run
     runs: list = field(default_factory=list)  # this session's trainings that saved a model: see add_run()
+    runs_started: int = 0  # runs numbered so far: a run keeps its number when older ones are dropped
+    data_versions: dict = field(default_factory=dict)  # data fingerprint -> version number, in order of first use
+    runs_chosen: list = field(default_factory=list)  # the runs whose curves the Train tab overlays (their folder names)
     first_model_job: str | None = None  # the job id of the Data tab's "first model" run, re-attached after a reload
     weights_file: Path | None = None  # a weights file uploaded on the Train tab: its Weights choice "your file"
     last_run: tuple | None = None  # (TrainConfig, model folder, label) of the latest training: what Resume goes on with
@@ -100,10 +104,33 @@ class Workspace:
             self.model_dir, self.predictor, self.model_split, self.evaluation = Path(model_dir), predictor, split, None
 
     def add_run(self, run: dict) -> None:
-        """Remember a training that saved a model (label, model, img_size, val_acc, seconds, status, model_dir): the
-        Train tab lists them side by side. A run that saved several times (a stopped or failed one) is listed once."""
+        """Remember a training that saved a model (label, model, img_size, val_acc, seconds, status, model_dir, data
+        fingerprint...: demo/actions.py, run_record): the Train tab lists them side by side. A run that saved several
+        times (a stopped or failed one) is listed once. Beyond MAX_RUNS the oldest run goes with its folder, unless
+        it is the model in use."""
         with self.lock:
-            self.runs = [r for r in self.runs if r["model_dir"] != run["model_dir"]] + [run]
+            earlier = next((r for r in self.runs if r["model_dir"] == run["model_dir"]), None)
+            if earlier is None:
+                self.runs_started += 1
+                self.runs_chosen.append(Path(run["model_dir"]).name)  # a new run joins the overlaid curves
+            run = dict(run, number=earlier["number"] if earlier else self.runs_started)
+            if run.get("data"):
+                self.data_versions.setdefault(run["data"], len(self.data_versions) + 1)
+            self.runs = [r for r in self.runs if r is not earlier] + [run]
+            in_use = str(self.model_dir)
+            dropped = []
+            while len(self.runs) > MAX_RUNS:
+                oldest = next(r for r in self.runs if r["model_dir"] != in_use)
+                self.runs.remove(oldest)
+                dropped.append(oldest["model_dir"])
+            self.runs_chosen = [c for c in self.runs_chosen if c not in {Path(d).name for d in dropped}]
+        for folder in dropped:  # outside the lock: a slow disk holds up no other request of the session
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(f"{folder}.zip").unlink(missing_ok=True)
+
+    def run_named(self, name: str) -> dict | None:
+        """The run whose model folder has this name (what the page's choices hold: never a server path)."""
+        return next((r for r in self.runs if Path(r["model_dir"]).name == name), None)
 
     def get_predictor(self) -> Predictor | None:
         with self.lock:

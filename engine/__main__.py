@@ -1,4 +1,4 @@
-"""Command line: python -m engine {train, lr-find, models, eval, predict, export, push}.
+"""Command line: python -m engine {train, lr-find, models, runs, eval, predict, export, push}.
 
 Progress goes to stderr (a bar on a terminal, plain lines otherwise); results go to stdout as JSON.
 Bad arguments or bad input end with a one-line error and exit code 2.
@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
     sp = sub.add_parser("models", help="list the curated models: size, and whether pretrained weights are available here")
     sp.set_defaults(func=cmd_models)
+    sp = sub.add_parser("runs", help="compare the model folders under a folder: data version, recipe, accuracy, "
+                                     "per-class accuracy, time")
+    sp.add_argument("dir", metavar="DIR", help="a folder holding model folders, at any depth")
+    sp.add_argument("--json", action="store_true", help="one JSON list of the runs instead of the table")
+    sp.set_defaults(func=cmd_runs)
     sp = sub.add_parser("predict", help="classify images with a model folder")
     sp.add_argument("--model-dir", required=True)
     sp.add_argument("--top-k", type=int, default=5)
@@ -307,6 +312,14 @@ def cmd_models(args) -> int:
         weights = "built in" if entry.built_in else ("no (Hub offline)" if offline else "from the Hub")
         note = entry.note + ("" if entry.cpu or torch.cuda.is_available() else " (no GPU here: slow)")
         print(f"{entry.name:<{width}}{entry.params_m:>6g}M  {weights:<20}{note}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from engine import runs
+
+    found = runs.find(args.dir)
+    print(json.dumps(runs.rows(found)) if args.json else runs.table(found), end="\n" if args.json else "")
     return 0
 
 

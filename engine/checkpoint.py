@@ -103,7 +103,9 @@ def beside(out_dir: str | Path) -> Path:
 
 
 def data_identity(decoded) -> dict:
-    """What a run trains on, in a few bytes: enough to tell another dataset, split or image size apart."""
+    """What a run trains on, in a few bytes: enough to tell another dataset, split or image size apart. Stricter than
+    the data version of engine.data.fingerprint (the same at any size and order), because going on bit for bit needs
+    the very same training and validation images in the very same order."""
     digest = hashlib.sha256(repr(decoded.class_names).encode())
     for part in (decoded.train, decoded.val):
         digest.update(b"".join(part.digests))

@@ -75,3 +75,28 @@ def confusion(cm, class_names: list[str]):
 
 def _interp(lr, lrs, values):
     return float(np.interp(np.log10(lr), np.log10(lrs), values))
+
+
+def run_curves(curves: dict[str, list[tuple[float, float]]], ylabel: str, title: str, percent: bool = False,
+               colours: list[int] | None = None):
+    """Several runs' curves over their epochs on one set of axes, a colour each (`colours`: an index per curve into
+    matplotlib's cycle, so a run keeps its colour whichever others are drawn), the legend under the axes (two such
+    plots side by side stay readable)."""
+    rows = (len(curves) + 1) // 2
+    fig = Figure(figsize=(6, 3 + 0.25 * rows), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for k, (name, points) in enumerate(curves.items()):
+        if points:
+            epochs, values = zip(*points)
+            ax.plot(epochs, [v * 100 for v in values] if percent else values, marker="o", markersize=3,
+                    color=f"C{(colours[k] if colours else k) % 10}", label=name)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
+    if percent:
+        ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    if any(curves.values()):
+        fig.legend(loc="outside lower center", ncols=min(2, len(curves)), fontsize=8)
+    return fig

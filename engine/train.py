@@ -72,7 +72,7 @@ class Decoded:
     img_size: int
     skipped: list[str]
     warnings: list[str] = field(default_factory=list)
-    data_info: dict = field(default_factory=dict)  # source and holdout, written to metrics.json to make them again
+    data_info: dict = field(default_factory=dict)  # source, holdout and fingerprint, written to metrics.json
 
 
 def decode_once(data: data_lib.LabelledImages, img_size: int, val_fraction: float = 0.2, seed: int = 0, progress=None,
@@ -83,7 +83,8 @@ def decode_once(data: data_lib.LabelledImages, img_size: int, val_fraction: floa
     if not val_idx:
         raise UserError("Too few images for a validation split: give every class at least 2 images.")
     train, val, bad, warnings = data_lib.decode_train_val(data, train_idx, val_idx, img_size, progress, memory_budget_mb)
-    info = dict(source=data.source, load=data.origin, holdout=data_lib.holdout_description(data, val_fraction, seed))
+    info = dict(source=data.source, load=data.origin, holdout=data_lib.holdout_description(data, val_fraction, seed),
+                fingerprint=data_lib.fingerprint(data, train.index + val.index))
     return Decoded(list(data.class_names), train, val, img_size, bad, warnings, info)
 
 

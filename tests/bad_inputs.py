@@ -143,6 +143,7 @@ def catalog(files: Files) -> dict[str, dict[str, list]]:
         "/use_lr": dict(choice=CHOICES + [1e-3]),
         "/clean_rank": dict(class_name=CHOICES + WORDS, split=CHOICES + ["both", "test"]),
         "/clean_duplicates": dict(threshold=NUMBERS + [0.2, 2]),
+        "/use_run": dict(name=WORDS + [None, 123, "model-20250101-000000-abcd"]),
         "/capture_add_class": dict(text=WORDS + [None, 123, "a/b", "__MACOSX", "tab\there"]),
         "/capture_upload": dict(files=[None, []] + [[i] for i in images if i] + [[f(files.png()), f(files.garbage())]],
                                 current=CHOICES + WORDS),

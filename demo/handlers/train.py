@@ -12,6 +12,7 @@ import torch
 from demo import actions, advice, plots
 from demo.compute import compute
 from demo.context import Context, user_errors
+from demo.handlers.runs import RunsUI, runs_markdown
 from demo.notice import Notice
 from demo.progress import TrainingProgress
 from demo.train_form import config_from, form_values, recipe_of
@@ -47,6 +48,7 @@ class TrainUI:
     download: gr.DownloadButton
     notice: Notice  # under Start: why a run did not start
     plan: gr.Markdown  # the dataset it will train on, and what predicts a poor run
+    compare: RunsUI  # the runs compared (its summary is `runs`)
 
     @property
     def progress_outputs(self) -> list:
@@ -296,23 +298,6 @@ def model_note(name, weights, offline: bool, on_cpu: bool) -> str:
         return (f"**{name}** needs a GPU: this machine has none, and training it on the CPU would take very long. "
                 f"Pick {instead}, or run Snapfit on a machine with a GPU.")
     return ""
-
-
-def runs_markdown(ws) -> str:
-    """The session's runs as a Markdown table (the first and the latest nine when there are more)."""
-    runs = ws.runs if len(ws.runs) <= 10 else ws.runs[:1] + ws.runs[-9:]
-    if not runs:
-        return ""
-    in_use = str(ws.model_dir) if ws.model_dir is not None else None
-    rows = []
-    for r in runs:
-        label = r["label"] if r["status"] == "done" else f"{r['label']} ({r['status']})"
-        rows.append(f"| {'**in use**' if r['model_dir'] == in_use else ''} | {label} | {r['model']} | {r['img_size']} px "
-                    f"| {r['val_acc']:.1%} | {r['seconds']:.0f} |")
-    other = in_use is not None and all(r["model_dir"] != in_use for r in ws.runs)
-    return ("**Runs in this session**\n\n| | recipe / strategy | model | image size | validation accuracy | seconds |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows)
-            + ("\n\nIn use on the Classify tab: a model loaded there, not one of these." if other else ""))
 
 
 def final_metrics(model_dir: str) -> str:

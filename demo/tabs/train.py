@@ -8,14 +8,18 @@ it keeps the best epoch so far. Layout and wiring only: the handlers are in demo
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from demo import plots
 from demo.context import Context
+from demo.handlers import runs as runs_h
 from demo.handlers import train as h
+from demo.handlers.runs import RunsUI
 from demo.handlers.train import TrainUI
 from demo.notice import notice
 from demo.train_form import controls, form_values
 from demo.wiring import bind
+from demo.workspace import MAX_RUNS
 from engine import models
 from engine.config import DEFAULT_RECIPE, TrainConfig, options, recipe
 
@@ -93,22 +97,24 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
             results = gr.Markdown("", elem_id="train-results")
             download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
             log = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True)
+            compare = build_comparison(runs)
     ui = TrainUI(key=key, recipe=recipe, settings=s, note=note, preview=preview, runs=runs, status=status,
                  loss_plot=loss_plot, acc_plot=acc_plot, lr_plot=lr_plot, log=log, start=start, stop=stop, resume=resume,
                  results=results, download=download, notice=start_notice,
-                 plan=plan)
+                 plan=plan, compare=compare)
 
     # The streaming handler only waits on the job, so it needs no concurrency slot of its own: the job
     # manager is what limits how many trainings run at once.
     show_runs = bind(h.show_runs, ctx, ui)
+    show_comparison = bind(runs_h.show, ctx, compare)
     show_resume = bind(h.show_resume, ctx, ui)
     start.click(bind(h.train, ctx, ui), [key], [*ui.progress_outputs, start_notice], inputs_kwargs=s, api_name="train",
-                concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private").then(
+                concurrency_limit=None).then(show_comparison, [key], compare.outputs, api_visibility="private").then(
         show_resume, [key], [resume], api_visibility="private")
     for button in (start, resume):  # a run going: nothing to resume until it ends
         button.click(lambda: gr.Button(visible=False), None, [resume], api_visibility="private", queue=False)
     resume.click(bind(h.resume, ctx, ui), [key], [*ui.progress_outputs, start_notice], api_name="resume_training",
-                 concurrency_limit=None).then(show_runs, [key], [runs], api_visibility="private").then(
+                 concurrency_limit=None).then(show_comparison, [key], compare.outputs, api_visibility="private").then(
         show_resume, [key], [resume], api_visibility="private")
     stop.click(bind(h.stop_training, ctx, ui), [key], [stop], api_name="stop_training")
     preview_btn.click(bind(h.preview_augmentation, ctx, ui), [s["augment"], s["img_size"], s["seed"], key], [preview, start_notice],
@@ -123,7 +129,32 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
     gr.on([weights_file.upload, weights_file.clear], bind(h.upload_weights, ctx, ui), [weights_file, s["model"], key],
           [s["weights"], start_notice], api_visibility="private")
     tab.select(show_runs, [key], [runs], api_name="train_runs", api_visibility="undocumented")
+    tab.select(show_comparison, [key], compare.outputs, api_visibility="private")
+    compare.chosen.input(bind(runs_h.choose, ctx, compare), [compare.chosen, key], [compare.loss_plot, compare.acc_plot],
+                         api_visibility="private")
+    compare.use_btn.click(bind(runs_h.use_run, ctx, compare), [compare.use, key], [*compare.outputs, compare.notice],
+                          api_name="use_run")
     plan_inputs = [s[name] for name in ("model", "weights", "strategy", "img_size", "augment")]
     gr.on([tab.select, *(control.change for control in plan_inputs)], bind(h.show_plan, ctx, ui), [*plan_inputs, key],
           [plan], api_visibility="private")
     return ui
+
+
+def build_comparison(summary: gr.Markdown) -> RunsUI:
+    """The runs of the session side by side: a table, their validation curves overlaid, and the run to use."""
+    with gr.Accordion("Compare runs", open=False, elem_id="runs-compare"):
+        table = gr.Dataframe(pd.DataFrame(columns=runs_h.COLUMNS), label=f"Runs kept (at most {MAX_RUNS}: the oldest goes "
+                             "first, never the one in use)", interactive=False, wrap=True, elem_id="runs-table")
+        chosen = gr.CheckboxGroup([], label="Curves of", info="Validation loss and accuracy per epoch, overlaid",
+                                  elem_id="runs-chosen")
+        with gr.Row():
+            loss_plot = gr.Plot(label="Validation loss", elem_id="runs-loss-plot")
+            acc_plot = gr.Plot(label="Validation accuracy", elem_id="runs-acc-plot")
+        with gr.Row(equal_height=True):
+            # custom values allowed: the handler checks the name (an API caller never got the choices)
+            use = gr.Dropdown([], label="Run", info="Classify, Evaluate and Export use this run's model", allow_custom_value=True,
+                              elem_id="runs-use", scale=3)
+            use_btn = gr.Button("Use this run", elem_id="runs-use-btn", scale=1)
+        use_notice = notice("runs-notice")
+    return RunsUI(summary=summary, table=table, chosen=chosen, loss_plot=loss_plot, acc_plot=acc_plot, use=use,
+                  use_btn=use_btn, notice=use_notice)

@@ -64,7 +64,7 @@ def run_cases(suite, names):
 
 
 @pytest.mark.parametrize("names", [
-    ["/load_data", "/load_zip", "/preview_augmentation", "/cell_images", "/use_lr", *NO_PARAMS],
+    ["/load_data", "/load_zip", "/preview_augmentation", "/cell_images", "/use_lr", "/use_run", *NO_PARAMS],
     ["/predict", "/predict_sketch", "/load_model", "/push_to_hub"],
     list(STREAMS),
 ], ids=["data-and-small", "files-and-hub", "training"])
