@@ -54,15 +54,19 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    yield from new_page(browser)
+
+
+def new_page(browser, **context_options):
+    """A page in a fresh context of `browser` (fresh localStorage), closed after the test."""
     from playwright.sync_api import expect
 
     # Generous: the server shares two CPU cores with training. Long waits (training) use their own limits.
     expect.set_options(timeout=30_000)
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT, **context_options)
     context.set_default_timeout(30_000)
-    page = context.new_page()
     try:
-        yield page
+        yield context.new_page()
     finally:
         context.close()
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, new_page
 from tests.e2e.test_browser import assert_calm, open_app, set_slider, tab, wait_for_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -178,15 +178,7 @@ def camera_browser(browser, tmp_path_factory):
 
 @pytest.fixture
 def camera_page(camera_browser):
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=30_000)
-    context = camera_browser.new_context(viewport=VIEWPORT, permissions=["camera"])
-    context.set_default_timeout(30_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    yield from new_page(camera_browser, permissions=["camera"])
 
 
 # ---------------------------------------------------------------------------------------------- tests
