@@ -97,14 +97,17 @@ def wire_page(ctx: Context, page: Page, blocks: gr.Blocks) -> None:
     page.data.best.click(bind(page_handlers.open_best_recipe, ctx, page), [page.key], [page.train.recipe, *settings, page.tabs],
                          api_visibility="private").then(show_runs, [page.key], runs_outputs, api_visibility="private")
 
+    first_prompt = bind(data_handlers.first_prompt, ctx, page.data)  # a new dataset: its own first model
     page.use_captured.click(bind(capture_handlers.use_as_dataset, ctx, page.capture, page.data, page.tabs), [page.key],
                             [*page.data.dataset_outputs, page.tabs, page.capture.notice], api_name="capture_use").success(
-        bind(data_handlers.first_prompt, ctx, page.data), [page.key], page.data.first_outputs[1:], api_visibility="private")
+        first_prompt, [page.key], page.data.first_outputs[1:], api_visibility="private")
 
     cleaned = [*page.data.dataset_outputs, page.clean.suspects, page.clean.duplicates, page.clean.selected,
                page.clean.pending, page.clean.notice]
-    page.clean_apply.click(bind(clean_handlers.apply, ctx, page.clean, page.data), [page.key], cleaned, api_name="clean_apply")
-    page.clean_undo.click(bind(clean_handlers.undo, ctx, page.clean, page.data), [page.key], cleaned, api_name="clean_undo")
+    for button, handler, name in ((page.clean_apply, clean_handlers.apply, "clean_apply"),
+                                  (page.clean_undo, clean_handlers.undo, "clean_undo")):
+        button.click(bind(handler, ctx, page.clean, page.data), [page.key], cleaned, api_name=name).success(
+            first_prompt, [page.key], page.data.first_outputs[1:], api_visibility="private")
 
     loaded = blocks.load(bind(page_handlers.restore, ctx, page), [page.browser_key],
                          [page.key, page.browser_key, *page.data.dataset_outputs[1:]], api_visibility="private")

@@ -115,7 +115,8 @@ def model_in_use(ws) -> str:
     shown = ", ".join(names[:CLASSES_NAMED]) + (f" and {len(names) - CLASSES_NAMED} more" if len(names) > CLASSES_NAMED else "")
     parts = [f"{len(names)} classes ({shown})" if names else "", f"{size} px" if size else "",
              f"{metrics['val_accuracy']:.1%} validation accuracy" if "val_accuracy" in metrics else "",
-             f"run: {run['label']}" if run else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
+             (f"run {run['number']}: {run['label']}" if "number" in run else f"run: {run['label']}") if run
+             else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
     return f"Model in use: **{name}**" + "".join(f" · {part}" for part in parts if part)
 
 

@@ -110,7 +110,8 @@ def find_duplicates(ctx: Context, ui: CleanUI, threshold: float, key=None) -> di
                             f"{dataset.class_names[dataset.labels[i]]}")
                         for g, group in enumerate(groups) for i in group.indices][:SHOWN * 2]
     leaks = sum(group.leak for group in groups)
-    note = (f"{len(groups)} groups of near-duplicates ({sum(len(g.indices) for g in groups)} images) at similarity "
+    note = (f"{len(groups)} {'group' if len(groups) == 1 else 'groups'} of near-duplicates "
+            f"({sum(len(g.indices) for g in groups)} images) at similarity "
             f"{threshold:.2f}" + (f"; {leaks} straddle training and validation (a leak: validation accuracy counts "
                                   "pictures the model trained on)" if leaks else "") + "." if groups else
             f"No near-duplicates at similarity {threshold:.2f}: lower it to look wider.")
@@ -166,7 +167,7 @@ def pending_text(state: Cleaning) -> str:
         return "No changes chosen yet: click a picture, then move it to another class or delete it."
     lines = [f"- move **{data.name(i)}** from {data.class_names[data.labels[i]]} to **{c}**" for i, c in state.moves.items()]
     lines += [f"- delete **{data.name(i)}**" for i in sorted(state.deletes)]
-    return f"**{len(lines)} changes to apply:**\n" + "\n".join(lines)
+    return f"**{len(lines)} {'change' if len(lines) == 1 else 'changes'} to apply:**\n" + "\n".join(lines)
 
 
 @user_errors

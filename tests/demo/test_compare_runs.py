@@ -82,7 +82,7 @@ def test_runs_are_compared_and_any_one_becomes_the_sessions_model(ctx, ui, two_r
     assert used[compare.table]["in use"].tolist() == ["✓", ""]
     assert "| **in use** | first |" in used[compare.summary]
     assert ws.model_dir == Path(folders[0]) and ws.get_predictor().img_size == 32
-    assert actions.model_dir_of(ws) == Path(folders[0]) and "run: first" in model_in_use(ws)
+    assert actions.model_dir_of(ws) == Path(folders[0]) and "run 1: first" in model_in_use(ws)
     assert ws.evaluation is None  # the Evaluate tab's results were the other model's
 
 

@@ -75,7 +75,7 @@ def test_each_tab_says_what_it_uses_and_expected_problems_stay_calm(app, page, t
     in_use = page.locator("#classify-model")
     expect(in_use).to_contain_text("tf_efficientnet_lite0.in1k")
     expect(in_use).to_contain_text("6 classes (circle")
-    expect(in_use).to_contain_text("run: quick (first model)")
+    expect(in_use).to_contain_text("run 1: quick (first model)")
     images, _ = sample.generate(1, seed=7)
     png = tmp_path / "shape.png"
     images[0].save(png)
@@ -88,5 +88,5 @@ def test_each_tab_says_what_it_uses_and_expected_problems_stay_calm(app, page, t
     # Export: the same model, named the same way
     tab(page, "Export").click()
     expect(page.locator("#export-model")).to_contain_text("tf_efficientnet_lite0.in1k")
-    expect(page.locator("#export-model")).to_contain_text("run: quick (first model)")
+    expect(page.locator("#export-model")).to_contain_text("run 1: quick (first model)")
     assert untranslated(page) == []
