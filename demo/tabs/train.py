@@ -135,8 +135,10 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
     compare.use_btn.click(bind(runs_h.use_run, ctx, compare), [compare.use, key], [*compare.outputs, compare.notice],
                           api_name="use_run")
     plan_inputs = [s[name] for name in ("model", "weights", "strategy", "img_size", "augment")]
+    # One at a time, in order: a recipe changes several of these at once, and side by side an update made from the
+    # older values could finish last and leave the plan stale (seen on CI: no warning after the size was set to 48 px)
     gr.on([tab.select, *(control.change for control in plan_inputs)], bind(h.show_plan, ctx, ui), [*plan_inputs, key],
-          [plan], api_visibility="private")
+          [plan], api_visibility="private", concurrency_limit=1, concurrency_id="train-plan")
     return ui
 
 
