@@ -29,6 +29,7 @@ from engine.errors import UserError
 from engine.folders import JUNK_NAMES, write_zip
 from engine.labelled import LabelledImages, validate
 from engine.predict import as_image
+from engine.train import TrainConfig, use_bf16
 
 SOURCE = "capture"  # LabelledImages.source of a captured set
 MAX_SIDE = 384  # the longest side a picture is kept at: enough for training at 224 px, light to hold and download
@@ -211,7 +212,7 @@ class Embedder:
     def __init__(self, threads: int | None = None) -> None:
         model, _ = models.create_built_in(LIVE_ARCH, 0)
         cfg = models.data_config(model, LIVE_SIZE)
-        self.bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        self.bf16 = use_bf16(TrainConfig(), torch.device("cpu"))  # what training picks on this CPU
         self.model = model.eval().to(memory_format=torch.channels_last)  # 1.7x faster for depthwise nets in fp32
         self.normalize = data_lib.Normalizer(cfg["mean"], cfg["std"], channels_last=True)
         self.onnx = onnx_embed.build(model, LIVE_SIZE) if onnx_embed.available() and not self.bf16 else None

@@ -56,7 +56,7 @@ class CleanUI:
 def cleaning(ws) -> Cleaning:
     """The session's cleaning state, started afresh when the dataset is not the one it was about."""
     dataset = ws.dataset_or_builtin()
-    state = getattr(ws, "cleaning", None)
+    state = ws.cleaning
     if state is None or state.dataset is not dataset:
         undo = state.undo if state is not None else None
         ws.cleaning = state = Cleaning(dataset, undo=undo)
