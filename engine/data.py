@@ -153,7 +153,8 @@ def fits_in_memory(n_images: int, size: int, budget_mb: int | None = None) -> bo
 
 @dataclass
 class Tensors:
-    """Decoded images (uint8, N x 3 x S x S, or a LazyImages) and labels (int64, N).
+    """Decoded images (uint8, N x 3 x S x S, or a LazyImages) and labels: int64 (N) class indices, or for a
+    multi-label dataset float32 (N x labels) multi-hot rows.
 
     `index` holds each item's position in the LabelledImages, `digests` a hash of its decoded pixels."""
 
@@ -234,7 +235,10 @@ def decode(data: LabelledImages, indices, size: int, progress=None, lazy: bool =
             progress(n + 1, len(indices), "decoding" if not lazy else "checking images")
     if not keep:
         raise UserError("None of the images could be read.")
-    y = torch.tensor([data.labels[i] for i in keep], dtype=torch.int64)
+    if data.multi_label:
+        y = torch.from_numpy(data.multi_hot(keep))
+    else:
+        y = torch.tensor([data.labels[i] for i in keep], dtype=torch.int64)
     x = LazyImages(data, keep, size) if lazy else torch.from_numpy(x[: len(keep)])
     return Tensors(x, y, keep, digests), bad
 

@@ -58,11 +58,13 @@ class DataWarning(str):
 
 @dataclass
 class LabelledImages:
-    """Class names, and per item an image (a path, encoded bytes or a PIL image) and a label index."""
+    """Class names, and per item an image (a path, encoded bytes or a PIL image) and its label: a class index, or
+    for a multi-label dataset (`multi_label`) a sorted tuple of label indices, possibly empty (an image showing
+    none of the labels). `class_names` are then the label names."""
 
     class_names: list[str]
     images: list  # a sequence: PIL.Image.Image | str path | bytes
-    labels: list[int]
+    labels: list  # int per item, or (multi_label) tuple[int, ...] per item
     source: str
     skipped: list[str] = field(default_factory=list)  # names of files that are not images or could not be read
     warnings: list[DataWarning] = field(default_factory=list)
@@ -70,13 +72,24 @@ class LabelledImages:
     origin: dict = field(default_factory=dict)  # the load() arguments that give this dataset again
     item_names: list[str] | None = None  # how to name an item in messages when it has no path
     folder: str | None = None  # where the image paths lie: messages name files relative to it
+    multi_label: bool = False  # several labels (or none) per image: `labels` holds tuples
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def counts(self) -> dict[str, int]:
-        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.class_names))
+        """Images per class (multi-label: images carrying each label)."""
+        flat = [c for item in self.labels for c in item] if self.multi_label else self.labels
+        counts = np.bincount(np.asarray(flat, dtype=np.int64), minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts)}
+
+    def multi_hot(self, indices=None) -> np.ndarray:
+        """Multi-label targets as a float32 (items x labels) matrix of 0 and 1, for the given items or all."""
+        indices = range(len(self)) if indices is None else indices
+        out = np.zeros((len(indices), len(self.class_names)), dtype=np.float32)
+        for row, i in enumerate(indices):
+            out[row, list(self.labels[i])] = 1.0
+        return out
 
     def name(self, i: int) -> str:
         """How item i is shown to people: its Hub row, its path inside the source folder (never the server's
@@ -165,7 +178,18 @@ def holdout(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> t
     (val_fraction and seed are then unused), else a stratified holdout. The same dataset always gives the same."""
     if data.has_own_split():
         return sorted(data.splits["train"]), sorted(data.splits["validation"])
+    if data.multi_label:
+        return random_holdout(len(data), val_fraction, seed)
     return stratified_holdout(data.labels, val_fraction, seed)
+
+
+def random_holdout(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """About val_fraction of n items, drawn at random (at least one, never all)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"Validation fraction must be between 0 and 1 (got {val_fraction}).")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = 0 if n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
 def holdout_description(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> dict:
