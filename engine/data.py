@@ -86,10 +86,14 @@ def load_builtin(n_per_class: int = 150, seed: int = 0) -> LabelledImages:
 
 def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[tuple[np.ndarray, str]]:
     """A few images of each class as (uint8 H x W x 3, class name), class by class, whatever the items are (paths,
-    bytes, PIL). Unreadable images are left out."""
-    picks = first_per_class(range(len(data)), data.labels, per_class, len(data.class_names))
+    bytes, PIL). Multi-label data: images chosen so that each label shows, captioned with all their labels.
+    Unreadable images are left out."""
+    if data.multi_label:
+        picks = labelled.first_per_label(data.labels, per_class, len(data.class_names))
+    else:
+        picks = first_per_class(range(len(data)), data.labels, per_class, len(data.class_names))
     tensors, _ = decode(data, sorted(picks, key=lambda i: data.labels[i]), size)
-    return [(x.permute(1, 2, 0).numpy(), data.class_names[y]) for x, y in zip(tensors.x, tensors.y.tolist())]
+    return [(x.permute(1, 2, 0).numpy(), labelled.caption(data, i)) for x, i in zip(tensors.x, tensors.index)]
 
 
 def originals(data: LabelledImages, indices, max_side: int, fallbacks=None) -> list[np.ndarray | None]:
@@ -114,9 +118,16 @@ def fingerprint(data: LabelledImages, indices) -> str:
     (it is not read again), encoded bytes and in-memory pictures by a hash of them.
     """
     h = hashlib.blake2b("\0".join(data.class_names).encode(), digest_size=6)
-    for entry in sorted(f"{data.class_names[data.labels[i]]}\0{_content_key(data, i)}" for i in indices):
+    for entry in sorted(f"{_label_key(data, i)}\0{_content_key(data, i)}" for i in indices):
         h.update(entry.encode() + b"\n")
     return h.hexdigest()
+
+
+def _label_key(data: LabelledImages, i: int) -> str:
+    """Item i's class name, or (multi-label) its label names set apart by a character no name holds."""
+    if data.multi_label:
+        return "\x1f".join(data.class_names[c] for c in data.labels[i])
+    return data.class_names[data.labels[i]]
 
 
 def _content_key(data: LabelledImages, i: int) -> str:
@@ -319,8 +330,8 @@ def augmentation_preview(data: LabelledImages, preset: str, size: int, n: int = 
     generator = torch.Generator().manual_seed(seed)
     variants = [augment(originals.clone(), preset, generator) for _ in range(copies)]
     out = []
-    for i, label in enumerate(images.y.tolist()):
-        name = data.class_names[label]
+    for i, item in enumerate(images.index):
+        name = labelled.caption(data, item)
         for k, batch in enumerate([originals, *variants]):
             array = (batch[i] * 255).round().byte().permute(1, 2, 0).numpy()
             out.append((array, f"{name}: original" if k == 0 else f"{name}: {preset} #{k}"))

@@ -3,12 +3,15 @@
     root/cats/*.jpg, root/dogs/*.jpg                     classes are the folders
     root/wrapper/cats/..., root/wrapper/dogs/...         one wrapping folder (how most zips are made)
     root/train/cats/..., root/val/cats/..., root/test/.. the source's own split (val, valid, validation, dev)
+    root/labels.csv, root/any/folders/*.jpg              several labels per image (engine/label_csv.py); the CSV
+                                                         wins over folder names (also inside one wrapping folder)
 
 Hidden files, `__MACOSX/` and `.DS_Store` are ignored; other files that are not images are skipped and
 counted; image files whose header cannot be read, or that are too large, are skipped and listed by name.
 """
 from __future__ import annotations
 
+import csv
 import io
 import os
 import stat
@@ -20,6 +23,7 @@ from PIL import Image
 
 from engine.errors import UserError
 from engine.images import IMAGE_SUFFIXES, problem
+from engine.label_csv import CSV_NAME, format_labels, load_label_csv
 from engine.labelled import LIST_LIMIT, SKIPPED, SPLIT_NAMES, DataWarning, LabelledImages, listed, own_splits, validate
 
 MAX_ZIP_FILES = 100_000
@@ -72,6 +76,9 @@ def load_folder(root: Path, split: str | None = None, progress=None) -> Labelled
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"'{root}' is not a folder.")
+    csv_path = _label_csv(root)
+    if csv_path is not None:
+        return _load_csv_folder(csv_path, split, progress)
     root = _unwrap(root)
     layout = _layout(root)
     if split is not None:
@@ -106,6 +113,26 @@ def load_folder(root: Path, split: str | None = None, progress=None) -> Labelled
         data.splits, notes = own_splits(parts)
         data.warnings += notes
     _warn_skipped(data, skipped)
+    return validate(data)
+
+
+def _label_csv(root: Path) -> Path | None:
+    """A labels.csv at the top of `root`, or of the single wrapping folders around its contents."""
+    while not (root / CSV_NAME).is_file():
+        subdirs = _subdirs(root)
+        if len(subdirs) != 1 or any(f.is_file() and not ignored(f.name) for f in root.iterdir()):
+            return None
+        root = subdirs[0]
+    return root / CSV_NAME
+
+
+def _load_csv_folder(csv_path: Path, split: str | None, progress) -> LabelledImages:
+    if split is not None:
+        raise UserError(f"'{csv_path.parent.name}' is labelled by {CSV_NAME}, which has no splits: there is no split "
+                        f"'{split}' to pick.")
+    data, skipped = load_label_csv(csv_path, _files(csv_path.parent), progress)
+    data.skipped += [f for files in skipped.values() for f in files]
+    _warn_skipped(data, {"outside class folders": [], **skipped})
     return validate(data)
 
 
@@ -197,12 +224,28 @@ def write_zip(data: LabelledImages, path: str | Path) -> Path:
     picture keeps its own bytes (a file's, or an encoded image's); a decoded image in memory is written as PNG."""
     counts: dict[str, int] = {}
     path = Path(path)
+    if data.multi_label:
+        return _write_csv_zip(data, path)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # pictures are compressed already
         for image, label in zip(data.images, data.labels):
             name = data.class_names[label]
             counts[name] = counts.get(name, 0) + 1
             raw, suffix = _encoded(image)
             zf.writestr(f"{name}/{counts[name]:04d}{suffix}", raw)
+    return path
+
+
+def _write_csv_zip(data: LabelledImages, path: Path) -> Path:
+    """Multi-label data as images/0001.jpg, ... and a labels.csv naming each one's labels."""
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["image", "labels"])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for n, (image, label) in enumerate(zip(data.images, data.labels), start=1):
+            raw, suffix = _encoded(image)
+            zf.writestr(f"images/{n:04d}{suffix}", raw)
+            writer.writerow([f"images/{n:04d}{suffix}", format_labels([data.class_names[c] for c in label])])
+        zf.writestr(CSV_NAME, rows.getvalue())
     return path
 
 

@@ -2,8 +2,9 @@
 
 `datasets.load_dataset_builder` resolves the id (data files only: dataset scripts are refused by `datasets`
 itself, and no remote code ever runs). The image column is the one with an `Image` feature; the label column
-a `ClassLabel`, or strings / whole numbers encoded to classes; the user may name either. The dataset's own
-train/validation(/test) splits are kept.
+a `ClassLabel`, or strings / whole numbers encoded to classes; the user may name either. A label column of lists
+(of ClassLabels, strings or whole numbers) gives multi-label data: each image's list is its set of labels. The
+dataset's own train/validation(/test) splits are kept.
 
 Big datasets: with `max_per_class` the splits are streamed and reading stops once every class has enough
 (nothing else is downloaded); without it a dataset larger than MAX_DOWNLOAD_MB is refused with a message
@@ -77,8 +78,8 @@ def find_image_column(features: dict, wanted: str | None = None) -> str:
 
 
 def find_label_column(features: dict, wanted: str | None = None, image_col: str | None = None) -> str:
-    """The column of class labels: named by the user, else a ClassLabel, else a string/integer column with a
-    label-like name. Regression targets (decimals) and multi-label lists are refused: one class per image."""
+    """The column of class labels: named by the user, else a ClassLabel, else a list of ClassLabels (multi-label),
+    else a string/integer column (or list of them) with a label-like name. Regression targets (decimals) are refused."""
     if wanted:
         if wanted not in features:
             raise UserError(f"There is no column '{wanted}'. Columns: {describe(features)}.")
@@ -88,6 +89,9 @@ def find_label_column(features: dict, wanted: str | None = None, image_col: str 
     ranked = sorted(candidates, key=lambda k: LABEL_NAMES.index(k.lower()) if k.lower() in LABEL_NAMES else len(LABEL_NAMES))
     for k in ranked:  # a ClassLabel first (preferring the usual names), then a plain column with a usual name
         if kind(features[k]) == "class labels":
+            return k
+    for k in ranked:
+        if kind(label_list(features[k])) == "class labels":
             return k
     for k in ranked:
         if k.lower() in LABEL_NAMES:
@@ -108,9 +112,21 @@ def check_label_feature(name: str, feature) -> None:
         raise UserError(f"Column '{name}' holds decimal numbers (a regression target), not classes: Snapfit trains "
                         "classifiers. Pick a column of class labels.")
     if what == "lists":
-        raise UserError(f"Column '{name}' holds lists of labels (multi-label): Snapfit trains single-label classifiers, "
-                        "one class per image. Pick a column with one label per image.")
+        inner = kind(label_list(feature))
+        if inner in ("class labels", "text", "whole numbers"):
+            return  # several labels per image (multi-label)
+        raise UserError(f"Column '{name}' holds lists of {inner}, not lists of labels (class labels, text or whole "
+                        "numbers). Pick a column of labels.")
     raise UserError(f"Column '{name}' holds {what}, not class labels.")
+
+
+def label_list(feature):
+    """The feature of a list column's items (None for a column that is not a list)."""
+    from datasets import LargeList, List, Sequence
+
+    if isinstance(feature, list):
+        return feature[0] if feature else None
+    return feature.feature if isinstance(feature, (List, LargeList, Sequence)) else None
 
 
 def kind(feature) -> str:
@@ -163,7 +179,8 @@ def load_hub(repo: str, *, config: str | None = None, split: str | None = None, 
     rows = {name: reader(repo, name, ds, img_col, lab_col, features[lab_col], _cap(max_per_class, name, len(parts)), progress)
             for name, ds in parts.items()}
     data = _assemble(repo, rows, features[lab_col])
-    if label_column is None and kind(features[lab_col]) != "class labels" and len(data.class_names) > max(2, len(data) // 2):
+    if label_column is None and kind(features[lab_col]) not in ("class labels", "lists") and \
+            len(data.class_names) > max(2, len(data) // 2):
         raise UserError(f"Column '{lab_col}' has {len(data.class_names)} different values for {len(data)} images: it does "
                         f"not look like class labels. Name the label column. Columns: {describe(features)}.")
     data.origin = dict(source=repo if local else f"hub:{repo}", config=config, split=split, image_column=img_col,
@@ -266,12 +283,26 @@ def _cap(max_per_class: int | None, name: str, n_parts: int) -> int | None:
 
 
 def _label_reader(feature):
-    """raw value -> hashable class key, or None for a row without a label (ClassLabel -1 marks those)."""
+    """raw value -> hashable class key, or None for a row without a label (ClassLabel -1 marks those). A list
+    column gives a tuple of keys (its labels, sorted; empty for an image with none of them)."""
     from datasets import ClassLabel
 
+    if label_list(feature) is not None:
+        one = _label_reader(label_list(feature))
+        return lambda v: None if v is None else tuple(sorted({one(x) for x in v} - {None}, key=_order))
     if isinstance(feature, ClassLabel):
         return lambda v: None if v is None or v < 0 else feature.int2str(int(v))
     return lambda v: None if v is None else unicodedata.normalize("NFC", v) if isinstance(v, str) else v
+
+
+def _order(key):
+    """Label keys in order: numbers in numeric order, before text."""
+    return isinstance(key, str), key
+
+
+def _room(key, counts: dict, cap: int) -> bool:
+    """Whether a streamed row is still wanted: its class (or one of its labels) has fewer than `cap` images."""
+    return any(counts.get(k, 0) < cap for k in key) if isinstance(key, tuple) else counts.get(key, 0) < cap
 
 
 def _read_downloaded(repo, name, ds, img_col, lab_col, feature, cap, progress):
@@ -295,7 +326,8 @@ def _read_streamed(repo, name, ds, img_col, lab_col, feature, cap, progress):
 
     ds = ds.select_columns([img_col, lab_col]).cast_column(img_col, Image(decode=False))
     read = _label_reader(feature)
-    n_classes = feature.num_classes if isinstance(feature, ClassLabel) else None
+    class_feature = label_list(feature) or feature
+    n_classes = class_feature.num_classes if isinstance(class_feature, ClassLabel) else None
     keys, images, names, counts, unlabelled = [], [], [], {}, 0
     with _plain_errors(repo, downloading=True):  # a connection dropped mid-stream is one plain message too
         for r, row in enumerate(ds):
@@ -304,8 +336,9 @@ def _read_streamed(repo, name, ds, img_col, lab_col, feature, cap, progress):
             key, item = read(row[lab_col]), _item(row[img_col])
             if key is None or item is None:
                 unlabelled += 1
-            elif counts.get(key, 0) < cap:
-                counts[key] = counts.get(key, 0) + 1
+            elif _room(key, counts, cap):
+                for k in key if isinstance(key, tuple) else (key,):
+                    counts[k] = counts.get(k, 0) + 1
                 keys.append(key), images.append(item), names.append(f"{name} row {r}")
             if n_classes and len(counts) == n_classes and all(c >= cap for c in counts.values()):
                 break  # every class is full: read no further
@@ -365,25 +398,29 @@ def _assemble(repo: str, rows: dict, feature) -> LabelledImages:
     """One LabelledImages from the rows of every split, with the splits recorded."""
     from datasets import ClassLabel
 
-    all_keys = {k for keys, *_ in rows.values() for k in keys}
-    if isinstance(feature, ClassLabel):
-        names = [n for n in feature.names if n in all_keys]  # the dataset's own class order
+    multi = label_list(feature) is not None
+    class_feature = label_list(feature) if multi else feature
+    all_keys = {k for keys, *_ in rows.values() for key in keys for k in (key if multi else (key,))}
+    if isinstance(class_feature, ClassLabel):
+        names = [n for n in class_feature.names if n in all_keys]  # the dataset's own class order
     else:
-        names = sorted(all_keys, key=lambda k: (isinstance(k, str), k))  # numbers in numeric order
+        names = sorted(all_keys, key=_order)  # numbers in numeric order
     index = {k: i for i, k in enumerate(names)}
+    encode = (lambda key: tuple(sorted(index[k] for k in key))) if multi else index.__getitem__
     labels, images, item_names, parts, warnings = [], [], [], {}, []
     for name, (keys, imgs, row_names, unlabelled) in rows.items():
         if not keys:
             warnings.append(DataWarning(SPLITS, f"The {name} split has no labelled images; it is not used."))
             continue
         parts[name] = list(range(len(labels), len(labels) + len(keys)))
-        labels += [index[k] for k in keys]
+        labels += [encode(k) for k in keys]
         images.append(imgs)
         item_names += row_names
         if unlabelled:
             warnings.append(DataWarning(SKIPPED, f"Skipped {unlabelled} rows of the {name} split without a label or an "
                                         "image.", dict(rows=unlabelled)))
-    data = LabelledImages([str(n) for n in names], Concat(images), labels, source=f"hub:{repo}", item_names=item_names)
+    data = LabelledImages([str(n) for n in names], Concat(images), labels, source=f"hub:{repo}", item_names=item_names,
+                          multi_label=multi)
     data.splits, notes = own_splits(parts)
     data.warnings += warnings + notes
     return data

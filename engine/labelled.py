@@ -26,6 +26,12 @@ IMBALANCED = "imbalanced"  # numbers: largest, smallest (images in the biggest a
 SPLITS = "splits"  # how the source's own splits are used (the test split validates, a split is left out)
 OVER_MEMORY_BUDGET = "over_memory_budget"  # decoded images would not fit in memory: decoded per batch instead
 DUPLICATES = "duplicates"  # validation images identical to training images
+# multi-label data only
+NO_LABEL = "no_label"  # numbers: images (images carrying none of the labels)
+RARE_LABELS = "rare_labels"  # labels on fewer than RARE_LABEL_IMAGES images; numbers: labels
+LABEL_EVERYWHERE = "label_everywhere"  # labels on every image: nothing to learn from them; numbers: labels
+ONE_LABEL_EACH = "one_label_each"  # every image has exactly one label: a single-label layout would do
+RARE_LABEL_IMAGES = 5  # a label on fewer images than this is too rare to learn (and to validate) reliably
 
 
 class DataWarning(str):
@@ -136,6 +142,8 @@ def validate(data: LabelledImages) -> LabelledImages:
     if not data.labels:
         raise UserError(f"No usable images found.{skipped} Put readable images (PNG, JPEG, WebP, ...) in one subfolder "
                         "per class (e.g. cats/, dogs/).")
+    if data.multi_label:
+        return _validate_multi_label(data, skipped)
     if len(data.class_names) < 2:
         raise UserError(f"Found only one class ({data.class_names[0]}): a classifier needs at least 2 classes.{skipped}")
     small = [name for name, n in data.counts().items() if n < 2]
@@ -153,6 +161,72 @@ def validate(data: LabelledImages) -> LabelledImages:
         data.warnings.append(DataWarning(IMBALANCED, f"Imbalanced classes: the largest has {max(counts)} images, the "
                                          f"smallest {min(counts)}.", dict(largest=max(counts), smallest=min(counts))))
     return data
+
+
+def _validate_multi_label(data: LabelledImages, skipped: str) -> LabelledImages:
+    counts = {name: n for name, n in data.counts().items() if n}
+    if not counts:
+        raise UserError(f"None of the {len(data)} images has a label: give each image at least one.{skipped}")
+    if len(counts) < 2:
+        raise UserError(f"Found only one label ({next(iter(counts))}): multi-label data needs at least 2 labels.{skipped}")
+    warn = data.warnings.append
+    if all(len(y) == 1 for y in data.labels):
+        warn(DataWarning(ONE_LABEL_EACH, "Every image has exactly one label: this is single-label data. It is trained as "
+                         "multi-label (as asked), but a folder per class would train a single-label classifier."))
+    empty = sum(not y for y in data.labels)
+    if empty:
+        warn(DataWarning(NO_LABEL, f"{empty} of {len(data)} images have none of the labels (they teach what is not "
+                         "there).", dict(images=empty)))
+    rare = [name for name, n in counts.items() if n < RARE_LABEL_IMAGES]
+    if rare:
+        warn(DataWarning(RARE_LABELS, f"Labels on fewer than {RARE_LABEL_IMAGES} images, too rare to learn or check "
+                         f"reliably: {listed(rare)}.", dict(labels=len(rare))))
+    everywhere = [name for name, n in counts.items() if n == len(data)]
+    if everywhere:
+        warn(DataWarning(LABEL_EVERYWHERE, f"Labels on every image, so there is nothing to learn about them: "
+                         f"{listed(everywhere)}.", dict(labels=len(everywhere))))
+    if data.has_own_split():
+        in_train = {c for i in data.splits["train"] for c in data.labels[i]}
+        missing = [name for c, name in enumerate(data.class_names) if c not in in_train and counts.get(name)]
+        if missing:
+            warn(DataWarning(NO_TRAINING_IMAGES, "Labels with no training images (only validation or test): "
+                             f"{listed(missing)}.", dict(labels=len(missing))))
+    return data
+
+
+def caption(data: LabelledImages, i: int) -> str:
+    """Item i's class, or (multi-label) all its labels joined by ", "."""
+    if not data.multi_label:
+        return data.class_names[data.labels[i]]
+    return ", ".join(data.class_names[c] for c in data.labels[i]) or "(no label)"
+
+
+def first_per_label(labels: list[tuple[int, ...]], cap: int, n_labels: int) -> list[int]:
+    """Multi-label items chosen so that each label shows on up to `cap` of them: an item is taken while one of its
+    labels still has fewer (reading stops once every label has `cap`)."""
+    seen, out = np.zeros(n_labels, dtype=np.int64), []
+    for i, y in enumerate(labels):
+        if any(seen[c] < cap for c in y):
+            out.append(i)
+            seen[list(y)] += 1
+            if (seen >= cap).all():
+                break
+    return out
+
+
+def label_report(data: LabelledImages) -> dict:
+    """What the Data tab shows about labels: images per label, co-occurrence (labels x labels: images carrying
+    both; the diagonal is the count), images with no label, how many labels images carry, and rare labels."""
+    sets = [y if data.multi_label else (y,) for y in data.labels]
+    onehot = np.zeros((len(sets), len(data.class_names)), dtype=np.int64)
+    for row, y in enumerate(sets):
+        onehot[row, list(y)] = 1
+    per_image = onehot.sum(axis=1)
+    counts = data.counts()
+    return dict(multi_label=data.multi_label, images=len(data), labels=list(data.class_names), counts=counts,
+                co_occurrence=(onehot.T @ onehot).tolist(), no_label=int((per_image == 0).sum()),
+                labels_per_image={int(k): int(n) for k, n in enumerate(np.bincount(per_image)) if n},
+                rare=[name for name, n in counts.items() if n < RARE_LABEL_IMAGES])
 
 
 # ---------------------------------------------------------------------------------------------- holdout
@@ -179,23 +253,68 @@ def holdout(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> t
     if data.has_own_split():
         return sorted(data.splits["train"]), sorted(data.splits["validation"])
     if data.multi_label:
-        return random_holdout(len(data), val_fraction, seed)
+        return iterative_holdout(data.labels, len(data.class_names), val_fraction, seed)
     return stratified_holdout(data.labels, val_fraction, seed)
 
 
-def random_holdout(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
-    """About val_fraction of n items, drawn at random (at least one, never all)."""
+def iterative_holdout(labels: list[tuple[int, ...]], n_labels: int, val_fraction: float = 0.2,
+                      seed: int = 0) -> tuple[list[int], list[int]]:
+    """A holdout of multi-label items by iterative stratification (Sechidis et al. 2011): the rarest label's items
+    are placed first, each where that label is most wanted, so every label is shared out close to val_fraction.
+    A label on 2 or more images asks for at least one in validation, and a last pass moves an image across where
+    a label still misses a side. Fully determined by (val_fraction, seed)."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"Validation fraction must be between 0 and 1 (got {val_fraction}).")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = 0 if n < 2 else min(n - 1, max(1, round(n * val_fraction)))
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+    rng = np.random.default_rng(seed)
+    y = np.zeros((len(labels), n_labels), dtype=bool)
+    for row, items in enumerate(labels):
+        y[row, list(items)] = True
+    per_label = y.sum(axis=0)
+    want_val = np.where(per_label >= 2, np.maximum(1, np.round(per_label * val_fraction)), 0)
+    wanted = np.stack([per_label - want_val, want_val]).astype(float)  # [train, validation] x labels
+    room = np.array([1 - val_fraction, val_fraction]) * len(labels)
+    side = np.full(len(labels), -1)
+    while ((side < 0)[:, None] & y).any():
+        left = ((side < 0)[:, None] & y).sum(axis=0)
+        rarest = min(np.flatnonzero(left), key=lambda c: (left[c], rng.random()))
+        for i in rng.permutation(np.flatnonzero((side < 0) & y[:, rarest])):
+            s = _most_wanted(wanted[:, rarest], room, rng)
+            side[i] = s
+            wanted[s] -= y[i]
+            room[s] -= 1
+    for i in rng.permutation(np.flatnonzero(side < 0)):  # images with no label: where room is left
+        side[i] = _most_wanted(room, room, rng)
+        room[side[i]] -= 1
+    _cover_both_sides(y, side)
+    return np.flatnonzero(side == 0).tolist(), np.flatnonzero(side == 1).tolist()
+
+
+def _most_wanted(wanted: np.ndarray, room: np.ndarray, rng) -> int:
+    """The side (0 train, 1 validation) that wants it most, then the one with most room, then either."""
+    return int(min((0, 1), key=lambda s: (-wanted[s], -room[s], rng.random())))
+
+
+def _cover_both_sides(y: np.ndarray, side: np.ndarray) -> None:
+    """Move an image across for each label on 2+ images that one side lacks, taking one whose other labels stay
+    on the side it leaves (where no image can be moved without that, the label stays on one side)."""
+    for c in np.flatnonzero(y.sum(axis=0) >= 2):
+        for lacking in (1, 0):
+            members = np.flatnonzero(y[:, c])
+            if (side[members] == lacking).any():
+                continue
+            on_side = y & (side == 1 - lacking)[:, None]
+            movable = [i for i in members if (on_side[:, y[i]].sum(axis=0) >= 2).all()]
+            if movable and (side == 1 - lacking).sum() > 1:
+                side[movable[0]] = lacking
 
 
 def holdout_description(data: LabelledImages, val_fraction: float = 0.2, seed: int = 0) -> dict:
     """What a model folder records so its holdout can be made again (see engine.train)."""
     if data.has_own_split():
         return dict(kind="dataset", note="the dataset's own train/validation split")
+    if data.multi_label:
+        return dict(kind="iterative_stratified", val_fraction=val_fraction, seed=seed,
+                    note="iterative stratification (Sechidis et al. 2011) of the label sets")
     return dict(kind="stratified", val_fraction=val_fraction, seed=seed)
 
 

@@ -90,8 +90,8 @@ def test_text_labels_are_encoded_and_columns_found_by_name(offline_cache):
     assert ds.origin["image_column"] == "photo" and ds.origin["label_column"] == "species"
     with pytest.raises(UserError, match="decimal numbers \\(a regression target\\)"):
         data.load("someone/zoo", config="strings", label_column="weight")
-    with pytest.raises(UserError, match="multi-label"):
-        data.load("someone/zoo", config="strings", label_column="tags")
+    tags = data.load("someone/zoo", config="strings", label_column="tags")  # a list column: multi-label
+    assert tags.multi_label and tags.class_names == ["a", "b"] and set(tags.labels) == {(0, 1)}
     with pytest.raises(UserError, match="'species' holds text, not images"):
         data.load("someone/zoo", config="strings", image_column="species")
     with pytest.raises(UserError, match="no column 'nope'.*photo \\(images\\)"):
@@ -144,12 +144,12 @@ def test_unreachable_hub_says_offline_at_once(monkeypatch):
     ({"label": "ClassLabel"}, None, "no image column"),
     ({"img": "Image", "score": "float32"}, None, "no label column"),
     ({"img": "Image", "label": "float32"}, None, "regression target"),
-    ({"img": "Image", "labels": "list"}, None, "multi-label"),
+    ({"img": "Image", "labels": "list"}, None, "lists of decimal numbers, not lists of labels"),
 ])
 def test_column_detection_refuses_what_is_not_one_label_per_image(features, wanted, needle):
     from datasets import ClassLabel, Image, List, Value
 
-    make = {"Image": Image, "ClassLabel": lambda: ClassLabel(names=["a", "b"]), "list": lambda: List(Value("int64"))}
+    make = {"Image": Image, "ClassLabel": lambda: ClassLabel(names=["a", "b"]), "list": lambda: List(Value("float32"))}
     feats = {k: make[v]() if v in make else Value(v) for k, v in features.items()}
     with pytest.raises(UserError, match=needle):
         col = hub_data.find_image_column(feats, None)
