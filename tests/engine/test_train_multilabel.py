@@ -70,7 +70,7 @@ def test_the_head_strategy_on_pretrained_features_learns(multi, tmp_path):
     assert events[-1].kind == "finished"
     baseline = label_frequency_map(decoded.val.y)
     print(f"head mAP {events[-1].best_val_acc:.3f}, baseline {baseline:.3f}")
-    assert events[-1].best_val_acc > baseline + 0.15
+    assert events[-1].best_val_acc > baseline + 0.3
 
 
 def test_multi_label_smoothing_moves_every_target_towards_one_half():
