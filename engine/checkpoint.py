@@ -21,6 +21,9 @@ tensors and plain values, so it loads with `weights_only=True`:
                      model state dict and validation logits (the model folder is written from these)
   lowest_val_loss, bad_epochs
                      early stopping: the lowest validation loss and the epochs since it last improved
+  stop_on_score, highest_score
+                     a multi-label run stops early by its score (mAP) instead: the highest so far, and bad_epochs
+                     counts the epochs since it last rose
   model              the model's state dict at the end of the last epoch
   optimizer          the phase's optimiser state dict, when the phase is half done (else None)
   rng                every random generator: shuffling, augmentation, torch's (dropout, drop path), numpy's
@@ -68,6 +71,8 @@ class RunState:
     best_logits: torch.Tensor | None = None
     lowest_val_loss: float = math.inf
     bad_epochs: int = 0
+    stop_on_score: bool = False  # early stopping follows val_acc (a multi-label run's mAP), not val_loss
+    highest_score: float = -math.inf
     model: dict | None = None  # filled only when saved
     optimizer: dict | None = None
     rng: dict | None = None
@@ -84,7 +89,9 @@ class RunState:
             self.best_epoch, self.best_val_acc, self.best_val_loss = epoch_end.epoch, epoch_end.val_acc, epoch_end.val_loss
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self.best_logits = val_logits
-        if epoch_end.val_loss < self.lowest_val_loss - 1e-4:
+        if self.stop_on_score and epoch_end.val_acc > self.highest_score + 1e-4:
+            self.highest_score, self.bad_epochs = epoch_end.val_acc, 0
+        elif not self.stop_on_score and epoch_end.val_loss < self.lowest_val_loss - 1e-4:
             self.lowest_val_loss, self.bad_epochs = epoch_end.val_loss, 0
         else:
             self.bad_epochs += 1

@@ -1,12 +1,12 @@
 """Data: sources -> labelled images -> validation holdout -> uint8 tensors decoded once -> batches.
 
-Sources (`load`): `builtin:shapes`; a folder or .zip of class folders, or of train/ + val/ (+ test/) holding
-them (engine/folders.py); a Hugging Face Hub dataset id `owner/name` or a local copy of a Hub dataset repo
-(engine/hub_data.py). Every image is decoded once (engine/images.py: any mode to RGB, EXIF rotation, first
-GIF frame, JPEG draft mode for big photos), square-cropped and resized to the working size, and kept as uint8
-in memory (a 64 px image costs 12 KB) up to a memory budget; beyond it, images are decoded again per batch
-with the same result. Augmentation then runs on whole batches of tensors, which is far cheaper than
-per-image PIL transforms (benchmarks/data_pipeline.py).
+Sources (`load`): `builtin:shapes`, or its multi-label kin `builtin:shapes-multi`; a folder or .zip of class
+folders, or of train/ + val/ (+ test/) holding them (engine/folders.py); a Hugging Face Hub dataset id
+`owner/name` or a local copy of a Hub dataset repo (engine/hub_data.py). Every image is decoded once
+(engine/images.py: any mode to RGB, EXIF rotation, first GIF frame, JPEG draft mode for big photos),
+square-cropped and resized to the working size, and kept as uint8 in memory (a 64 px image costs 12 KB) up to a
+memory budget; beyond it, images are decoded again per batch with the same result. Augmentation then runs on
+whole batches of tensors, which is far cheaper than per-image PIL transforms (benchmarks/data_pipeline.py).
 
 `progress` callbacks are called as progress(done, total or None, stage) with stage a few plain words.
 """
@@ -34,6 +34,7 @@ from engine.labelled import DataWarning, LabelledImages, first_per_class, holdou
 
 stratified_holdout = labelled.stratified_holdout
 BUILTIN = "builtin:shapes"
+BUILTIN_MULTI = "builtin:shapes-multi"
 DEFAULT_MEMORY_BUDGET_MB = 2048  # decoded images kept in memory; SNAPFIT_MEMORY_BUDGET_MB overrides it
 DECODE_THREADS = int(os.environ.get("SNAPFIT_DECODE_THREADS", min(8, os.cpu_count() or 1)))  # PIL decodes without the GIL
 
@@ -43,8 +44,8 @@ DECODE_THREADS = int(os.environ.get("SNAPFIT_DECODE_THREADS", min(8, os.cpu_coun
 
 def load(source: str, *, config: str | None = None, split: str | None = None, image_column: str | None = None,
          label_column: str | None = None, max_per_class: int | None = None, progress=None) -> LabelledImages:
-    """Load `builtin:shapes`, a folder or .zip of class folders, or a Hub dataset (`owner/name`, `hub:owner/name`,
-    or a local copy of a Hub dataset repo). config, image_column, label_column and max_per_class are for Hub
+    """Load `builtin:shapes` (or `builtin:shapes-multi`), a folder or .zip of class folders, or a Hub dataset
+    (`owner/name`, `hub:owner/name`, or a local copy of a Hub dataset repo). config, image_column, label_column and max_per_class are for Hub
     datasets; split picks one split of a source that has several (a Hub split name, or train/val/test folders)."""
     source = (source or "").strip()
     hub_options = dict(config=config, image_column=image_column, label_column=label_column, max_per_class=max_per_class)
@@ -61,6 +62,10 @@ def load(source: str, *, config: str | None = None, split: str | None = None, im
         if split is not None:
             raise UserError(f"The built-in dataset has no split '{split}' to pick.")
         return load_builtin()
+    if source == BUILTIN_MULTI:
+        if split is not None:
+            raise UserError(f"The built-in dataset has no split '{split}' to pick.")
+        return load_builtin_multi()
     if path.is_dir():
         return _with_origin(load_folder(path, split=split, progress=progress), source, split)
     if path.is_file() and path.suffix.lower() == ".zip":
@@ -82,6 +87,13 @@ def _with_origin(data: LabelledImages, source: str, split: str | None) -> Labell
 def load_builtin(n_per_class: int = 150, seed: int = 0) -> LabelledImages:
     images, labels = sample.generate(n_per_class=n_per_class, seed=seed)
     return LabelledImages(list(sample.CLASSES), images, labels, source=BUILTIN, origin=dict(source=BUILTIN))
+
+
+def load_builtin_multi(n_images: int = 900, seed: int = 0) -> LabelledImages:
+    """The built-in multi-label set: one to three shapes per image, each image labelled with all it shows."""
+    images, labels = sample.generate_multi(n_images=n_images, seed=seed)
+    return LabelledImages(list(sample.CLASSES), images, labels, source=BUILTIN_MULTI, origin=dict(source=BUILTIN_MULTI),
+                          multi_label=True)
 
 
 def preview(data: LabelledImages, per_class: int = 4, size: int = 128) -> list[tuple[np.ndarray, str]]:

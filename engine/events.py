@@ -30,6 +30,7 @@ class Started:
     model: str
     strategy: str
     device: str
+    metric: str = "accuracy"  # what the run scores its epochs by (val_acc): "accuracy", or "mAP" for multi-label
     kind: str = "started"
 
 
@@ -51,6 +52,7 @@ class EpochEnd:
     val_acc: float
     seconds: float
     lr: float
+    metric: str = "accuracy"  # what val_acc is: the accuracy, or for a multi-label run the mAP
     kind: str = "epoch_end"
 
 
@@ -60,6 +62,7 @@ class Finished:
     best_epoch: int
     best_val_acc: float
     seconds: float
+    metric: str = "accuracy"  # what best_val_acc is (see EpochEnd)
     kind: str = "finished"
 
 
@@ -80,6 +83,7 @@ class SavedBeforeFailure:
     model_dir: str
     best_epoch: int
     best_val_acc: float
+    metric: str = "accuracy"
     kind: str = "saved_before_failure"
 
 
@@ -152,23 +156,24 @@ def describe(event) -> str:
     if isinstance(event, Log):
         return event.message
     if isinstance(event, Started):
+        scored = " (multi-label, scored by mAP)" if event.metric == "mAP" else ""
         return (f"training {event.model} ({event.strategy}) on {event.device}: {event.num_train} training / "
-                f"{event.num_val} validation images")
+                f"{event.num_val} validation images{scored}")
     if isinstance(event, Step):
         return (f"step {event.step} (epoch {event.epoch}): loss {event.loss:.4f}, lr {event.lr:.2e}, "
                 f"{event.images_per_s:.0f} images/s")
     if isinstance(event, EpochEnd):
         return (f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
-                f"val accuracy {event.val_acc:.1%} ({event.seconds:.1f} s)")
+                f"val {_score(event.val_acc, event.metric)} ({event.seconds:.1f} s)")
     if isinstance(event, Finished):
-        return (f"finished in {event.seconds:.0f} s: epoch {event.best_epoch} ({event.best_val_acc:.1%} validation "
-                f"accuracy) is saved in {event.model_dir}")
+        return (f"finished in {event.seconds:.0f} s: epoch {event.best_epoch} ({_best(event.best_val_acc, event.metric)}) "
+                f"is saved in {event.model_dir}")
     if isinstance(event, Stopped):
         saved = f"the best epoch so far is saved in {event.model_dir}" if event.model_dir else "no epoch ended, nothing saved"
         return f"stopped after {event.epochs_done} epochs ({event.seconds:.0f} s): {saved}"
     if isinstance(event, SavedBeforeFailure):
-        return (f"the run failed after epoch {event.best_epoch}; that epoch ({event.best_val_acc:.1%} validation "
-                f"accuracy) is saved in {event.model_dir}")
+        return (f"the run failed after epoch {event.best_epoch}; that epoch ({_best(event.best_val_acc, event.metric)}) "
+                f"is saved in {event.model_dir}")
     if isinstance(event, Paused):
         return f"checkpoint after epoch {event.epochs_done}; going on in the next GPU call"
     if isinstance(event, LRStarted):
@@ -185,3 +190,13 @@ def describe(event) -> str:
         return (f"LR finder {'stopped' if event.stopped else 'done'} after {len(event.lrs)} steps ({event.seconds:.1f} s): "
                 f"{found}{doubt}")
     return repr(event)
+
+
+def _score(value: float, metric: str) -> str:
+    """A run's score as people read it: "accuracy 93.1%", "mAP 0.912"."""
+    return f"mAP {value:.3f}" if metric == "mAP" else f"accuracy {value:.1%}"
+
+
+def _best(value: float, metric: str) -> str:
+    """A saved epoch's score: "93.1% validation accuracy", "validation mAP 0.912"."""
+    return f"validation mAP {value:.3f}" if metric == "mAP" else f"{value:.1%} validation accuracy"

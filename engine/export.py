@@ -24,11 +24,14 @@ REQUIRED = ("model.safetensors", "config.json")
 
 def save_model_folder(
     model: torch.nn.Module, out_dir: str | Path, class_names: list[str], data_config: dict, metrics: dict,
-    model_args: dict | None = None,
+    model_args: dict | None = None, multi_label: bool = False, thresholds: list[float] | None = None,
+    threshold_kind: str | None = None,
 ) -> Path:
     """Write the folder atomically: build it beside the target, then rename, so a crash never leaves a
     half-written folder that looks complete. `model_args`: extra constructor arguments timm needs to rebuild
-    the model (a ViT's img_size)."""
+    the model (a ViT's img_size). A multi-label model's config.json also says so and holds its decision
+    thresholds (one per label, in label order) and how they were chosen."""
+    labelling = dict(multi_label=True, thresholds=list(thresholds or []), threshold_kind=threshold_kind) if multi_label else {}
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -40,7 +43,7 @@ def save_model_folder(
             timm.models.save_for_hf(
                 model.cpu() if next(model.parameters()).device.type != "cpu" else model,
                 tmp,
-                model_config=dict(label_names=list(class_names)),
+                model_config=dict(label_names=list(class_names), **labelling),
                 model_args=dict(num_classes=len(class_names), **(model_args or {})),
                 safe_serialization=True,
                 data_config=data_config,

@@ -6,7 +6,11 @@ position, rotation, background and clutter. It is meant to be learnable but not 
 from scratch on a 2-core CPU gets it right in well under a minute, while the clutter, noise and colour
 variation keep it from being solved in one epoch, so it still works as a sanity check of the training loop.
 
-Deterministic: image i of class c depends only on (seed, c, i), via its own `numpy.random.default_rng`.
+`generate_multi` is the multi-label set (`builtin:shapes-multi`): larger images holding one to three different
+shapes that do not overlap, each labelled with every shape it shows.
+
+Deterministic: image i of class c depends only on (seed, c, i), via its own `numpy.random.default_rng`
+(a multi-label image i only on (seed, i)).
 Drawing is PIL's ImageDraw on rounded integer coordinates plus integer noise: no fonts, no float rendering,
 nothing that depends on the system, so the same Pillow and numpy versions give byte-identical images anywhere.
 """
@@ -30,6 +34,13 @@ _CLUTTER_UNDER = (1, 3)  # how many marks are drawn before the shape (min, max)
 _CLUTTER_OVER = (0, 1)  # and over it, so the shape is never a clean silhouette
 _NOISE = 8  # +- per channel; stops the net keying on flat colour, far below the shape contrast
 
+# The multi-label set: bigger images, so three shapes fit side by side, each about half the size (relative to the
+# image) of a single-label shape; at 64 px a shape still spans 18-28 px.
+MULTI_MIN_SIDE, MULTI_MAX_SIDE = 96, 128
+_MULTI_SHAPES = (1, 3)  # how many different shapes an image holds (min, max)
+_MULTI_RADIUS = (0.17, 0.24)
+_MULTI_STREAM = 1_000_003  # keeps the multi-label images' random streams apart from generate()'s (seed, class, i)
+
 
 def generate(n_per_class: int = 150, seed: int = 0) -> tuple[list[Image.Image], list[int]]:
     """Return `n_per_class` RGB images of every class and their labels (indices into CLASSES).
@@ -45,6 +56,56 @@ def generate(n_per_class: int = 150, seed: int = 0) -> tuple[list[Image.Image], 
             images.append(_draw(CLASSES[label], rng))
             labels.append(label)
     return images, labels
+
+
+def generate_multi(n_images: int = 900, seed: int = 0) -> tuple[list[Image.Image], list[tuple[int, ...]]]:
+    """Return `n_images` RGB images of one to three different shapes each (bounding circles apart, so none hides
+    another) and their labels: the sorted tuple of the indices into CLASSES of the shapes drawn.
+
+    Images are square, 96..128 px a side. Image i depends only on (seed, i): the same arguments give byte-identical
+    images, and a longer list starts with the shorter one.
+    """
+    images, labels = [], []
+    for i in range(n_images):
+        rng = np.random.default_rng([seed, _MULTI_STREAM, i])
+        k = int(rng.integers(_MULTI_SHAPES[0], _MULTI_SHAPES[1] + 1))
+        shapes = sorted(int(c) for c in rng.choice(len(CLASSES), size=k, replace=False))
+        images.append(_draw_several([CLASSES[c] for c in shapes], rng))
+        labels.append(tuple(shapes))
+    return images, labels
+
+
+def _draw_several(shapes: list[str], rng: np.random.Generator) -> Image.Image:
+    side = int(rng.integers(MULTI_MIN_SIDE, MULTI_MAX_SIDE + 1))
+    big = side * _SCALE
+    background = _random_colour(rng)
+    image = Image.new("RGB", (big, big), background)
+    draw = ImageDraw.Draw(image)
+    _clutter(draw, big, rng, _CLUTTER_UNDER)
+    for shape, (cx, cy, radius) in zip(shapes, _places(len(shapes), big, rng)):
+        # each shape its own ink, every one readable against the background
+        _SHAPES[shape](draw, cx, cy, radius, rng.uniform(0, 2 * math.pi), _ink(background, rng), rng)
+    _clutter(draw, big, rng, _CLUTTER_OVER)
+    image = image.reduce(_SCALE)
+    return _add_noise(image, rng)
+
+
+def _places(n: int, big: int, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+    """(cx, cy, radius) for n shapes whose bounding circles do not overlap: drawn at random and redrawn on overlap;
+    should a layout keep failing, every radius shrinks a little (it never has to by much: three shapes of the
+    largest size fit with room to spare)."""
+    scale = 1.0
+    while True:
+        for _ in range(50):
+            placed = []
+            for _ in range(n):
+                radius = rng.uniform(*_MULTI_RADIUS) * big * scale
+                cx, cy = rng.uniform(radius, big - radius, size=2)
+                if all(math.hypot(cx - x, cy - y) >= radius + r for x, y, r in placed):
+                    placed.append((float(cx), float(cy), float(radius)))
+            if len(placed) == n:
+                return placed
+        scale *= 0.9
 
 
 def _draw(shape: str, rng: np.random.Generator) -> Image.Image:
@@ -66,10 +127,14 @@ def _draw(shape: str, rng: np.random.Generator) -> Image.Image:
 def _colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """A background and an ink colour a person can always tell apart (by brightness, not just hue)."""
     background = _random_colour(rng)
+    return background, _ink(background, rng)
+
+
+def _ink(background: tuple[int, int, int], rng: np.random.Generator) -> tuple[int, int, int]:
     while True:
         ink = _random_colour(rng)
         if abs(_luma(ink) - _luma(background)) >= _MIN_CONTRAST:
-            return background, ink
+            return ink
 
 
 def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:

@@ -14,7 +14,11 @@ on images, on cached features, or in the LR finder, is `train_step`; the learnin
 function of its index in the phase (`one_cycle`). Where the run stands lives in one `RunState`
 (engine/checkpoint.py), which a checkpoint saves and resume restores.
 
-The model folder holds the best epoch (highest validation accuracy). A run that fails after an epoch ended
+Multi-label data (decoded targets N x labels, multi-hot) trains the same way with sigmoid outputs and binary
+cross-entropy; its score is the validation mAP instead of the accuracy: the best epoch, early stopping and the
+decision thresholds saved with the model (engine/multilabel.py) follow it.
+
+The model folder holds the best epoch (highest validation score). A run that fails after an epoch ended
 still writes that epoch, yields SavedBeforeFailure, and then raises the error that ended it (in one process:
 under torchrun saving needs all of them, and the failure may be that one is gone).
 """
@@ -33,11 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
-from timm.loss import SoftTargetCrossEntropy
+from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 
 from engine import checkpoint as checkpoint_lib
 from engine import data as data_lib
-from engine import distributed, models, onnx_embed, small_conv
+from engine import distributed, models, multilabel, onnx_embed, small_conv
 from engine.checkpoint import RunState
 from engine.config import DEFAULT_RECIPE, HEAD_LR, RECIPES, STRATEGIES, TrainConfig  # noqa: F401 (API)
 from engine.errors import UserError
@@ -147,6 +151,7 @@ class Learner:
             self.aug_generator = torch.Generator().manual_seed(cfg.seed + 1 + distributed.rank())
             torch.manual_seed(cfg.seed + 1 + distributed.rank())  # dropout, drop path, mixup: per process too
         self.num_classes = len(decoded.class_names)
+        self.multi_label = decoded.train.y.ndim == 2  # multi-hot targets: sigmoid outputs, BCE, scored by mAP
         self.optimizer_in_use: torch.optim.Optimizer | None = None  # the running phase's: what a checkpoint saves
 
     def autocast(self):
@@ -326,7 +331,7 @@ class OnFeatures:
         self.learner, (self.train_f, self.val_f) = learner, features
         self.head = learner.model.get_classifier()
         self.params = list(self.head.parameters())
-        self.label_smoothing = learner.cfg.label_smoothing
+        self.loss_fn = plain_loss(learner.cfg, learner.multi_label)
 
     @classmethod
     def embedded(cls, learner: Learner):
@@ -352,8 +357,7 @@ class OnFeatures:
         self.head.train()
 
     def loss_of(self, idx: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.train_f[idx])
-        return F.cross_entropy(logits.float(), self.learner.train_y[idx], label_smoothing=self.label_smoothing)
+        return self.loss_fn(self.head(self.train_f[idx]), self.learner.train_y[idx])
 
     def no_sync(self):
         return contextlib.nullcontext()
@@ -372,7 +376,7 @@ class OnImages:
         self.learner, self.phase, cfg = learner, phase, learner.cfg
         self.model, self.net, self.wrapped_from = learner.model, learner.model, None
         self.params = list(learner.model.parameters())
-        self.mixer, self.loss_fn = _loss_fn(cfg, learner.num_classes)
+        self.mixer, self.loss_fn = _loss_fn(cfg, learner.num_classes, learner.multi_label)
         self.mixing = self.mixer is not None
         self.size = learner.decoded.img_size
         models.set_trainable(self.model, learner.groups, 0)  # the optimiser must see every parameter it may ever train
@@ -409,12 +413,26 @@ class OnImages:
         return None
 
 
-def _loss_fn(cfg: TrainConfig, num_classes: int):
+def plain_loss(cfg: TrainConfig, multi_label: bool) -> Callable:
+    """The loss of unmixed batches: cross-entropy on class indices, or for multi-label targets binary cross-entropy
+    on the logits. Label smoothing for multi-label moves every target towards 0.5 (targets * (1 - s) + s / 2), as
+    timm's multi-label Mixup does: each label is its own yes/no question, so its two answers share the smoothing;
+    spreading s over all labels, as single-label smoothing does, would push every absent label up by s / labels."""
+    if multi_label:
+        bce = BinaryCrossEntropy(smoothing=cfg.label_smoothing, smooth_dense=True)
+        return lambda logits, y: bce(logits.float(), y)
+    return lambda logits, y: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+
+
+def _loss_fn(cfg: TrainConfig, num_classes: int, multi_label: bool = False):
+    """(mixer or None, loss of a batch's logits and its targets as the mixer leaves them)."""
     if cfg.mixup > 0 or cfg.cutmix > 0:
-        mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing, num_classes=num_classes)
-        soft = SoftTargetCrossEntropy()
+        # timm's Mixup mixes multi-hot rows by lambda (and smooths them towards 0.5) when told they are multi-label
+        mixer = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                      num_classes=num_classes, multi_label=multi_label)
+        soft = BinaryCrossEntropy(smoothing=0.0) if multi_label else SoftTargetCrossEntropy()  # targets come smoothed
         return mixer, lambda logits, y: soft(logits.float(), y)
-    return None, lambda logits, y: F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    return None, plain_loss(cfg, multi_label)
 
 
 def steps_per_epoch(learner: Learner, mixing: bool) -> int:
@@ -452,7 +470,7 @@ def fit(
         yield Log(str(warning))
     learner = Learner(data, cfg)
     yield Log(f"{cfg.model}: {learner.report.describe()}")
-    phases, state = plan(cfg), RunState()
+    phases, state = plan(cfg), RunState(stop_on_score=learner.multi_label)
     config, identity = asdict(cfg), checkpoint_lib.data_identity(data)
     if checkpoint and Path(checkpoint).is_file():
         state = checkpoint_lib.load(checkpoint)
@@ -487,7 +505,8 @@ def fit(
             yield saved
         raise
     if state.stops_early(cfg.patience) and not stop.stopped:
-        yield Log(f"Early stopping: validation loss has not improved for {cfg.patience} epochs")
+        watched = "mAP" if state.stop_on_score else "loss"
+        yield Log(f"Early stopping: validation {watched} has not improved for {cfg.patience} epochs")
     if state.best_weights is None:  # stopped before the first epoch ended: keep what we have
         state.record_epoch(_validate(learner, 0, math.nan, 0.0, t0, None), learner.model, learner.last_val_logits)
     model_dir = _save(learner, state, out_dir, time.perf_counter() - t0)
@@ -497,7 +516,7 @@ def fit(
     if stop.stopped:
         yield Stopped(str(model_dir), state.epoch, seconds)
     else:
-        yield Finished(str(model_dir), state.best_epoch, state.best_val_acc, seconds)
+        yield Finished(str(model_dir), state.best_epoch, state.best_val_acc, seconds, _metric(learner))
 
 
 def _run_phase(learner: Learner, phase: Phase, state: RunState, stop: StopToken):
@@ -551,7 +570,13 @@ def total_steps(learner: Learner, phases: list[Phase]) -> int:
 def _started(learner: Learner, phases: list[Phase], data: Decoded) -> Started:
     total_epochs = sum(p.epochs for p in phases)
     return Started(total_epochs, epoch_steps(learner, phases)[-1], total_steps(learner, phases), len(data.train),
-                   len(data.val), learner.cfg.model, learner.cfg.resolved_strategy(), _describe_device(learner))
+                   len(data.val), learner.cfg.model, learner.cfg.resolved_strategy(), _describe_device(learner),
+                   _metric(learner))
+
+
+def _metric(learner: Learner) -> str:
+    """What a run's score (EpochEnd.val_acc) is."""
+    return "mAP" if learner.multi_label else "accuracy"
 
 
 class _Clock:
@@ -604,7 +629,7 @@ def _save_after_failure(learner: Learner, state: RunState, out_dir: str, seconds
     except Exception as exc:  # noqa: BLE001 - the caller re-raises the original error
         log.warning("could not save the best epoch after the run failed: %s", exc)
         return None
-    return SavedBeforeFailure(str(model_dir), state.best_epoch, state.best_val_acc)
+    return SavedBeforeFailure(str(model_dir), state.best_epoch, state.best_val_acc, _metric(learner))
 
 
 def _describe_device(learner: Learner) -> str:
@@ -615,11 +640,16 @@ def _describe_device(learner: Learner) -> str:
 
 
 def _validate(learner: Learner, epoch: int, train_loss: float, lr: float, t_epoch: float, features) -> EpochEnd:
+    """Validation loss and score (accuracy; mAP for multi-label) of the model as it stands."""
     logits = learner.last_val_logits = learner.predict_val(features)
-    val_loss = F.cross_entropy(logits, learner.val_y).item()
-    val_acc = (logits.argmax(1) == learner.val_y).float().mean().item()
+    if learner.multi_label:
+        val_loss = F.binary_cross_entropy_with_logits(logits, learner.val_y).item()
+        val_acc = multilabel.mean_average_precision(logits.sigmoid().cpu(), learner.val_y.cpu())
+    else:
+        val_loss = F.cross_entropy(logits, learner.val_y).item()
+        val_acc = (logits.argmax(1) == learner.val_y).float().mean().item()
     val_loss, val_acc = distributed.from_main([val_loss, val_acc])  # identical decisions on every process
-    return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr)
+    return EpochEnd(epoch, train_loss, val_loss, val_acc, time.perf_counter() - t_epoch, lr, _metric(learner))
 
 
 def _speed(batch: int, t_step: float) -> float:
@@ -652,16 +682,13 @@ def _save(learner: Learner, state: RunState, out_dir: str, seconds: float):
     # the logits of the validation pass that made this epoch the best (a checkpoint keeps them in the run state),
     # so a run whose images became unreadable can still be saved, and no run pays for a second pass
     logits = state.best_logits if state.best_logits is not None else learner.predict_val()
-    preds = logits.argmax(1).cpu()
-    y = learner.val_y.cpu()
     names = learner.decoded.class_names
+    scores, labelling = _multi_label_scores(logits, learner.val_y, names) if learner.multi_label else \
+        _single_label_scores(logits, learner.val_y, names)
     metrics = dict(
         best_epoch=state.best_epoch,
-        val_accuracy=float((preds == y).float().mean()),
-        val_loss=float(F.cross_entropy(logits, learner.val_y)),
+        **scores,
         history=state.history,
-        per_class_accuracy=per_class_accuracy(y, preds, names),
-        confusion_matrix=confusion_matrix(y, preds, len(names)).tolist(),
         class_names=names,
         hyperparameters=asdict(cfg) | dict(strategy=cfg.resolved_strategy(), lr=cfg.resolved_lr(), bf16=learner.bf16,
                                             head_lr=cfg.resolved_head_lr(), freeze_bn=cfg.resolved_freeze_bn(),
@@ -684,7 +711,28 @@ def _save(learner: Learner, state: RunState, out_dir: str, seconds: float):
             saved_sha256=distributed.gather_strings(distributed.state_hash(learner.model.state_dict())),
         )
     # under torchrun only rank 0 writes; the others end once the folder is there
-    model_dir = save_model_folder(learner.model, out_dir, names, learner.data_config, metrics, models.size_args(learner.model)) \
-        if distributed.is_main() else Path(out_dir)
+    model_dir = save_model_folder(learner.model, out_dir, names, learner.data_config, metrics, models.size_args(learner.model),
+                                  **labelling) if distributed.is_main() else Path(out_dir)
     distributed.barrier()
     return model_dir
+
+
+def _single_label_scores(logits: torch.Tensor, y: torch.Tensor, names: list[str]) -> tuple[dict, dict]:
+    """metrics.json's scores of a single-label run's best epoch (and no extra model folder settings)."""
+    preds, y_cpu = logits.argmax(1).cpu(), y.cpu()
+    return dict(val_accuracy=float((preds == y_cpu).float().mean()), val_loss=float(F.cross_entropy(logits, y)),
+                per_class_accuracy=per_class_accuracy(y_cpu, preds, names),
+                confusion_matrix=confusion_matrix(y_cpu, preds, len(names)).tolist()), {}
+
+
+def _multi_label_scores(logits: torch.Tensor, y: torch.Tensor, names: list[str]) -> tuple[dict, dict]:
+    """metrics.json's scores of a multi-label run's best epoch, and the model folder's decision thresholds, chosen
+    on these validation probabilities (engine.multilabel.choose_thresholds). No accuracy per class or confusion
+    matrix: with several labels per image they mean nothing."""
+    probs, y_cpu = logits.float().sigmoid().cpu(), y.cpu()
+    thresholds = multilabel.choose_thresholds(probs, y_cpu)
+    scores = dict(multi_label=True, val_map=multilabel.mean_average_precision(probs, y_cpu),
+                  val_loss=float(F.binary_cross_entropy_with_logits(logits.float(), y)),
+                  thresholds=thresholds["values"], threshold_kind=thresholds["kind"],
+                  per_label_ap=dict(zip(names, multilabel.average_precision(probs, y_cpu))))
+    return scores, dict(multi_label=True, thresholds=thresholds["values"], threshold_kind=thresholds["kind"])

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine import data as data_lib
-from engine import distributed, sample
+from engine import distributed, multilabel, sample
 from engine.evaluate import confusion_matrix
 from engine.export import load_model_folder
 from engine.train import HEAD_LR, Learner, TrainConfig, decode_once, epoch_batches, fit
@@ -227,3 +227,17 @@ def test_only_a_lost_process_reads_as_one():
     assert message.startswith("lost contact with another training process (Timed out waiting 5000ms") and "unbound" not in message
     assert distributed.lost_peer_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
     assert distributed.lost_peer_message(ValueError("timed out")) is None
+
+
+def test_a_multi_label_run_scores_every_validation_image_once(tmp_path):
+    """Multi-label under torchrun: the mAP and thresholds saved are those of the saved model on the whole
+    validation set, as one process computes them."""
+    r = torchrun("--data", "builtin:shapes-multi", *TRAIN, "--epochs", "1", "--batch-size", "32", "--out", str(tmp_path / "m"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    decoded = decode_once(data_lib.load("builtin:shapes-multi"), 32, 0.2, 0)
+    assert metrics["multi_label"] is True and metrics["num_val"] == len(decoded.val)
+    model, config = load_model_folder(tmp_path / "m")
+    probs = Learner(decoded, TrainConfig(model="resnet10t", img_size=32, bf16=False), model=model).predict_val().sigmoid()
+    assert metrics["val_map"] == pytest.approx(multilabel.mean_average_precision(probs, decoded.val.y), abs=1e-4)
+    assert config["thresholds"] == metrics["thresholds"]

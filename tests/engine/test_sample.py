@@ -74,3 +74,54 @@ def test_every_image_shows_a_contrasting_shape(data):
 def test_default_is_about_150_per_class():
     # checks the default argument without paying for 900 images
     assert inspect.signature(sample.generate).parameters["n_per_class"].default == 150
+
+
+# ---------------------------------------------------------------------------------------------- multi-label set
+
+
+@pytest.fixture(scope="module")
+def multi():
+    return sample.generate_multi(60, seed=0)
+
+
+def test_multi_same_arguments_give_byte_identical_images_and_a_prefix_is_a_shorter_list(multi):
+    images, labels = multi
+    again, again_labels = sample.generate_multi(60, seed=0)
+    fewer, fewer_labels = sample.generate_multi(7, seed=0)
+    assert again_labels == labels and fewer_labels == labels[:7]
+    assert [im.tobytes() for im in again] == [im.tobytes() for im in images]
+    assert [im.tobytes() for im in fewer] == [im.tobytes() for im in images[:7]]
+    other, _ = sample.generate_multi(60, seed=1)
+    assert all(a.tobytes() != b.tobytes() for a, b in zip(images, other))
+
+
+def test_multi_images_hold_one_to_three_different_shapes_and_every_label_appears(multi):
+    images, labels = multi
+    k = len(sample.CLASSES)
+    for label in labels:
+        assert isinstance(label, tuple) and 1 <= len(label) <= 3
+        assert list(label) == sorted(set(label)) and all(0 <= c < k for c in label)
+    assert {len(label) for label in labels} == {1, 2, 3}
+    assert np.bincount([c for label in labels for c in label], minlength=k).min() >= 10
+    for im in images:
+        assert im.mode == "RGB" and im.width == im.height
+        assert sample.MULTI_MIN_SIDE <= im.width <= sample.MULTI_MAX_SIDE
+
+
+def test_multi_shapes_do_not_overlap():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3):
+        for _ in range(50):
+            placed = sample._places(n, 200, rng)
+            for i, (x, y, r) in enumerate(placed):
+                assert r <= x <= 200 - r and r <= y <= 200 - r  # inside the image
+                assert all(np.hypot(x - x2, y - y2) >= r + r2 for x2, y2, r2 in placed[:i])
+
+
+def test_the_multi_label_set_loads_by_name():
+    from engine import data
+
+    loaded = data.load("builtin:shapes-multi")
+    assert loaded.multi_label and loaded.source == data.BUILTIN_MULTI and loaded.origin == dict(source=data.BUILTIN_MULTI)
+    assert loaded.class_names == list(sample.CLASSES) and len(loaded) == 900
+    assert all(isinstance(label, tuple) for label in loaded.labels)
