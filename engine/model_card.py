@@ -194,15 +194,16 @@ def _results(metrics: dict, names: list[str]) -> str:
             + f"\n\n![Confusion matrix: rows are the actual class, columns the predicted class]({CONFUSION_PNG})")
 
 
-THRESHOLD_KINDS = dict(per_label="one per label, chosen on the validation split to maximise that label's F1 (labels "
-                       "with too few validation images share the global one)",
-                       global_="one for all labels, chosen on the validation split to maximise F1",
-                       default="0.5 for every label (none was chosen on validation)")
+THRESHOLD_KINDS = {  # config.json's threshold_kind -> how the card explains it
+    "per_label": "one per label, chosen on the validation split to maximise that label's F1 (labels with too few "
+                 "validation images share the global one)",
+    "global": "one for all labels, chosen on the validation split to maximise F1",
+    "default": "0.5 for every label (none was chosen on validation)",
+}
 
 
 def _threshold_text(config: dict) -> str:
-    kind = config.get("threshold_kind")
-    return THRESHOLD_KINDS.get("global_" if kind == "global" else kind, "as saved in `config.json`")
+    return THRESHOLD_KINDS.get(config.get("threshold_kind"), "as saved in `config.json`")
 
 
 def _multi_label_results(config: dict, metrics: dict) -> str:
