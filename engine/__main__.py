@@ -69,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("dir", metavar="DIR", help="a folder holding model folders, at any depth")
     sp.add_argument("--json", action="store_true", help="one JSON list of the runs instead of the table")
     sp.set_defaults(func=cmd_runs)
-    sp = sub.add_parser("predict", help="classify images with a model folder")
+    sp = sub.add_parser("predict", help="classify images with a model folder (one JSON line per image: top_k, or for "
+                                        "a multi-label model the labels `above` their thresholds and those `below`)")
     sp.add_argument("--model-dir", required=True)
-    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--top-k", type=int, default=5, help="classes shown per image (a multi-label model shows every label)")
     sp.add_argument("--tta", action="store_true", help="average with the mirror image (test-time augmentation)")
     sp.add_argument("images", nargs="+")
     sp.set_defaults(func=cmd_predict)
@@ -328,7 +329,10 @@ def cmd_predict(args) -> int:
 
     predictor = Predictor.from_folder(args.model_dir)
     for path in args.images:
-        print(json.dumps(dict(image=path, top_k=predictor.predict([path], args.top_k, args.tta)[0])))
+        if predictor.multi_label:  # every label the image gets (at or above its threshold), then the others
+            print(json.dumps(dict(image=path, **predictor.predict_labels([path], args.tta)[0])))
+        else:
+            print(json.dumps(dict(image=path, top_k=predictor.predict([path], args.top_k, args.tta)[0])))
     return 0
 
 
@@ -364,11 +368,17 @@ def _keep_lr_find(source: Path, target: Path, result_type) -> None:
 
 
 def cmd_eval(args) -> int:
+    from engine.errors import UserError
     from engine.evaluate import evaluate, items_of_known_classes
     from engine.predict import Predictor
 
     predictor = Predictor.from_folder(args.model_dir)
     dataset = _load_data(args)
+    if predictor.multi_label:
+        return _eval_multi_label(args, predictor, dataset)
+    if dataset.multi_label:
+        raise UserError(f"{args.model_dir} gives one class per image, but this dataset has several labels per image: "
+                        "evaluate a multi-label model on it.")
     names = predictor.class_names
     keep = items_of_known_classes(dataset, range(len(dataset)), names)
     labels = [names.index(dataset.class_names[dataset.labels[i]]) for i in keep]
@@ -376,10 +386,60 @@ def cmd_eval(args) -> int:
     for item in result["top_losses"]:  # name the file, not just its position in the list evaluated
         item["image"] = dataset.name(keep[item["index"]])
     result["skipped_images"] = len(dataset) - len(keep)
+    _write_eval(args, result)
+    return 0
+
+
+def _write_eval(args, result: dict) -> None:
     out = Path(args.out) if args.out else Path(args.model_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
+
+
+def _eval_multi_label(args, predictor, dataset) -> int:
+    """A multi-label model on labelled images (several labels each, or one from class folders): labels matched
+    by name, a model label the data lacks counted absent everywhere (and listed). The table goes to stderr, the
+    metrics as JSON to stdout and the file."""
+    import torch
+
+    from engine.errors import UserError
+    from engine.multilabel import evaluate
+
+    names, data_names = predictor.class_names, dataset.class_names
+    if not set(names) & set(data_names):
+        raise UserError(f"None of the dataset's labels ({', '.join(data_names)}) are labels of this model "
+                        f"({', '.join(names)}).")
+    column = {c: names.index(name) for c, name in enumerate(data_names) if name in names}
+    targets = torch.zeros(len(dataset), len(names))
+    for i, item in enumerate(dataset.labels):
+        for c in item if dataset.multi_label else (item,):
+            if c in column:
+                targets[i, column[c]] = 1.0
+    result = evaluate(predictor, list(dataset.images), targets, names)
+    for found in result["mistakes"].values():  # name the files, not just their positions in the list evaluated
+        for item in found["false_positives"] + found["false_negatives"]:
+            item["image"] = dataset.name(item["index"])
+    result["labels_not_in_data"] = [name for name in names if name not in data_names]
+    result["labels_unknown_to_model"] = [name for name in data_names if name not in names]
+    print(multi_label_table(result), file=sys.stderr)
+    _write_eval(args, result)
     return 0
+
+
+def multi_label_table(result: dict) -> str:
+    """engine.multilabel.summarize's result as text: the scores, then one line per label."""
+    def pct(value):
+        return "  n/a" if value is None else f"{value * 100:5.1f}"
+
+    width = max(len(r["name"]) for r in result["per_label"]) + 2
+    lines = [f"{result['num_images']} images: mAP {result['map'] * 100:.1f} %, micro F1 {result['micro_f1'] * 100:.1f} %, "
+             f"macro F1 {result['macro_f1'] * 100:.1f} % (at the model's thresholds)",
+             f"{'label':<{width}}{'thresh':>7}{'prec %':>8}{'rec %':>7}{'F1 %':>7}{'AP %':>7}{'images':>8}{'FP':>5}{'FN':>5}"]
+    lines += [f"{r['name']:<{width}}{r['threshold']:>7.3f}{pct(r['precision']):>8}{pct(r['recall']):>7}{pct(r['f1']):>7}"
+              f"{pct(r['ap']):>7}{r['support']:>8}{r['fp']:>5}{r['fn']:>5}" for r in result["per_label"]]
+    if result.get("labels_not_in_data"):
+        lines.append(f"labels of the model the data never names (counted absent): {', '.join(result['labels_not_in_data'])}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

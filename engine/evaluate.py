@@ -1,5 +1,6 @@
 """Metrics from predictions: accuracy, per-class precision/recall/F1, the confusion matrix, top losses and the
-most-confused class pairs. `evaluate()` runs a Predictor over labelled images and gathers all of them."""
+most-confused class pairs. `evaluate()` runs a Predictor over labelled images and gathers all of them.
+Single-label only: a multi-label model's metrics are engine.multilabel's summarize() and evaluate()."""
 from __future__ import annotations
 
 import torch

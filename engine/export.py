@@ -3,7 +3,8 @@
 Layout (what timm itself reads, so `timm.create_model("local-dir:DIR", pretrained=True)` rebuilds the model
 with its trained head):
   model.safetensors   weights
-  config.json         architecture, num_classes, label_names, preprocessing (pretrained_cfg)
+  config.json         architecture, num_classes, label_names, preprocessing (pretrained_cfg); for a multi-label
+                      model also multi_label: true, thresholds (one per label, in label order) and threshold_kind
   metrics.json        history, per-class accuracy, confusion matrix, hyper-parameters, seconds
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import timm
 import torch
 
 from engine.errors import UserError
+from engine.multilabel import DEFAULT_THRESHOLD
 
 REQUIRED = ("model.safetensors", "config.json")
 
@@ -29,9 +31,8 @@ def save_model_folder(
 ) -> Path:
     """Write the folder atomically: build it beside the target, then rename, so a crash never leaves a
     half-written folder that looks complete. `model_args`: extra constructor arguments timm needs to rebuild
-    the model (a ViT's img_size). A multi-label model's config.json also says so and holds its decision
-    thresholds (one per label, in label order) and how they were chosen."""
-    labelling = dict(multi_label=True, thresholds=list(thresholds or []), threshold_kind=threshold_kind) if multi_label else {}
+    the model (a ViT's img_size). A multi-label model records its decision thresholds (chosen on validation;
+    `threshold_kind` "per_label" or "global") in config.json, where any timm user finds them."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -43,7 +44,8 @@ def save_model_folder(
             timm.models.save_for_hf(
                 model.cpu() if next(model.parameters()).device.type != "cpu" else model,
                 tmp,
-                model_config=dict(label_names=list(class_names), **labelling),
+                model_config=dict(label_names=list(class_names), **_decision(class_names, multi_label, thresholds,
+                                                                              threshold_kind)),
                 model_args=dict(num_classes=len(class_names), **(model_args or {})),
                 safe_serialization=True,
                 data_config=data_config,
@@ -59,6 +61,27 @@ def save_model_folder(
     if old:
         shutil.rmtree(old, ignore_errors=True)
     return out_dir
+
+
+def _decision(class_names: list[str], multi_label: bool, thresholds, threshold_kind) -> dict:
+    """config.json's multi-label entries (none for a single-label model, so its config stays as it was)."""
+    if not multi_label:
+        return {}
+    if thresholds is None:
+        thresholds, threshold_kind = [DEFAULT_THRESHOLD] * len(class_names), "default"
+    if len(thresholds) != len(class_names):
+        raise ValueError(f"{len(thresholds)} thresholds for {len(class_names)} labels")
+    return dict(multi_label=True, thresholds=[float(t) for t in thresholds], threshold_kind=threshold_kind)
+
+
+def decision_rule(config: dict) -> tuple[bool, list[float] | None]:
+    """(multi_label, thresholds) of a model folder's config: thresholds one per label, 0.5 where a multi-label
+    config lacks them; None for a single-label model (its answer is the most probable class)."""
+    if not config.get("multi_label"):
+        return False, None
+    n = len(config.get("label_names") or []) or int(config["num_classes"])
+    thresholds = config.get("thresholds") or [DEFAULT_THRESHOLD] * n
+    return True, [float(t) for t in thresholds]
 
 
 def check_model_folder(model_dir: str | Path) -> Path:
@@ -98,7 +121,8 @@ def zip_model_folder(model_dir: str | Path, zip_base: str | Path) -> Path:
 
 def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     """Export a model folder to ONNX (dynamic batch, input: normalised images at the trained size), with the
-    class names and preprocessing in the file's metadata so it stands on its own."""
+    class names and preprocessing in the file's metadata so it stands on its own; for a multi-label model also
+    multi_label, thresholds and threshold_kind (the output stays logits: sigmoid, then compare per label)."""
     try:
         import onnx
     except ImportError as exc:
@@ -114,6 +138,9 @@ def to_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     proto = program.model_proto
     meta = dict(label_names=config.get("label_names"), input_size=[3, size, size], mean=pretrained.get("mean"),
                 std=pretrained.get("std"), architecture=config.get("architecture"))
+    multi_label, thresholds = decision_rule(config)
+    if multi_label:
+        meta |= dict(multi_label=True, thresholds=thresholds, threshold_kind=config.get("threshold_kind"))
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
     partial = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -2,8 +2,9 @@
 
 It holds what a stranger needs to trust and use the model: validation metrics, a per-class table, the
 confusion matrix and LR-finder figures, the hyper-parameters, the class names, where the data came from
-and code that loads the model in plain timm. Nothing that names this machine (paths, process ids) leaves
-it: see `public_source` and `public_metrics`.
+and code that loads the model in plain timm. A multi-label model's card says so, gives mAP and F1 with a
+per-label table instead of accuracy, and lists its decision thresholds with the code that applies them.
+Nothing that names this machine (paths, process ids) leaves it: see `public_source` and `public_metrics`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCardData
 
 from engine.evaluate import per_class_scores
-from engine.export import read_config, read_metrics
+from engine.export import decision_rule, read_config, read_metrics
 from engine.figures import confusion, lr_curve
 
 BUILTIN = "builtin:shapes"
@@ -89,13 +90,16 @@ def render(model_dir: str | Path, repo_id: str) -> str:
     config, metrics = read_config(model_dir), public_metrics(read_metrics(model_dir))
     names = config.get("label_names") or metrics.get("class_names") or []
     hyper = metrics.get("hyperparameters") or {}
+    multi_label, thresholds = decision_rule(config)
     sections = [
         _front_matter(config, metrics, repo_id.split("/")[-1]),
         f"# {repo_id.split('/')[-1]}\n\n{_summary(config, metrics, hyper)}",
-        _results(metrics, names),
-        _how_to_use(repo_id),
-        _training(metrics, hyper, lr_find_result(model_dir)),
-        "## Classes\n\n" + "\n".join(f"{i}. {name}" for i, name in enumerate(names)),
+        _multi_label_results(config, metrics) if multi_label else _results(metrics, names),
+        _how_to_use_multi_label(repo_id, config) if multi_label else _how_to_use(repo_id),
+        _training(metrics, hyper, lr_find_result(model_dir), "val mAP" if multi_label else "val accuracy"),
+        ("## Labels and thresholds\n\n" + "\n".join(f"{i}. {name} (threshold {t:.3f})"
+                                                     for i, (name, t) in enumerate(zip(names, thresholds))))
+        if multi_label else "## Classes\n\n" + "\n".join(f"{i}. {name}" for i, name in enumerate(names)),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -106,7 +110,8 @@ def _front_matter(config: dict, metrics: dict, model_name: str) -> str:
     dataset, results = hub_dataset_id(dataset_source(metrics)), _eval_results(metrics)
     data = ModelCardData(library_name="timm", pipeline_tag="image-classification", license="apache-2.0",
                          tags=["image-classification", "timm", "snapfit"], datasets=[dataset] if dataset else None,
-                         base_model=_base_model(config, metrics), metrics=["accuracy"],
+                         base_model=_base_model(config, metrics),
+                         metrics=["map", "f1"] if config.get("multi_label") else ["accuracy"],
                          model_name=model_name if results else None, eval_results=results or None)
     return f"---\n{data.to_yaml()}\n---"
 
@@ -115,8 +120,12 @@ def _eval_results(metrics: dict) -> list[EvalResult]:
     """Accuracy and loss on the validation images, for the model-index."""
     name, kind = _dataset_name_and_type(metrics)
     config = ((metrics.get("data") or {}).get("load") or {}).get("config")
+    summary = metrics.get("multilabel") or {}
     found = [("accuracy", "Validation accuracy", metrics.get("val_accuracy")),
-             ("loss", "Validation loss (cross-entropy)", metrics.get("val_loss"))]
+             ("map", "Validation mAP", metrics.get("val_map")),
+             ("f1", "Validation micro F1 (at the thresholds)", summary.get("micro_f1")),
+             ("loss", "Validation loss (" + ("binary cross-entropy" if metrics.get("multi_label") else "cross-entropy") + ")",
+              metrics.get("val_loss"))]
     return [EvalResult(task_type="image-classification", dataset_type=kind, dataset_name=name, dataset_config=config,
                        dataset_split="validation", metric_type=metric, metric_name=label, metric_value=float(value))
             for metric, label, value in found if value is not None]
@@ -158,7 +167,14 @@ def _summary(config: dict, metrics: dict, hyper: dict) -> str:
     weights = hyper.get("weights", "?")
     start = "from pretrained weights" if weights == "pretrained" else "from scratch" if weights == "scratch" else f"from `{weights}`"
     acc = metrics.get("val_accuracy")
-    text = (f"An image classifier for {len(config.get('label_names') or [])} classes: `{config.get('architecture')}` "
+    n = len(config.get("label_names") or [])
+    if config.get("multi_label"):
+        text = (f"A multi-label image classifier for {n} labels (an image may get several labels, or none): "
+                f"`{config.get('architecture')}` trained {start} on {_dataset_line(metrics)} with Snapfit.")
+        if metrics.get("val_map") is not None:
+            text += f" Validation mAP: **{metrics['val_map'] * 100:.1f} %** on {metrics.get('num_val', '?')} held-out images."
+        return text
+    text = (f"An image classifier for {n} classes: `{config.get('architecture')}` "
             f"trained {start} on {_dataset_line(metrics)} with Snapfit.")
     if acc is not None:
         text += f" Validation accuracy: **{acc * 100:.1f} %** on {metrics.get('num_val', '?')} held-out images."
@@ -176,6 +192,37 @@ def _results(metrics: dict, names: list[str]) -> str:
             f"Accuracy {metrics['val_accuracy'] * 100:.1f} %, loss {metrics.get('val_loss', float('nan')):.4f}, "
             f"best epoch {metrics.get('best_epoch')} (the weights kept).\n\n" + "\n".join(table)
             + f"\n\n![Confusion matrix: rows are the actual class, columns the predicted class]({CONFUSION_PNG})")
+
+
+THRESHOLD_KINDS = {  # config.json's threshold_kind -> how the card explains it
+    "per_label": "one per label, chosen on the validation split to maximise that label's F1 (labels with too few "
+                 "validation images share the global one)",
+    "global": "one for all labels, chosen on the validation split to maximise F1",
+    "default": "0.5 for every label (none was chosen on validation)",
+}
+
+
+def _threshold_text(config: dict) -> str:
+    return THRESHOLD_KINDS.get(config.get("threshold_kind"), "as saved in `config.json`")
+
+
+def _multi_label_results(config: dict, metrics: dict) -> str:
+    """mAP, F1 at the thresholds and the per-label table (from metrics.json's `multilabel`, the summary of
+    engine.multilabel.summarize) for a multi-label model."""
+    summary = metrics.get("multilabel") or {}
+    head = (f"Each label has its own sigmoid probability; the model gives an image every label whose probability is "
+            f"at least that label's threshold. Thresholds: {_threshold_text(config)}.")
+    if not summary:
+        return "## Results on the validation split\n\n" + head
+    scores = (f"mAP {summary.get('map', metrics.get('val_map', 0)) * 100:.1f} %, micro F1 {summary['micro_f1'] * 100:.1f} %, "
+              f"macro F1 {summary['macro_f1'] * 100:.1f} % at the thresholds")
+    if metrics.get("val_loss") is not None:
+        scores += f", loss {metrics['val_loss']:.4f}"
+    table = ["| label | threshold | precision | recall | F1 | AP | images |", "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['name']} | {r['threshold']:.3f} | {_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} "
+              f"| {_pct(r['ap'])} | {r['support']} |" for r in summary.get("per_label", [])]
+    return (f"## Results on the validation split\n\n{scores}; best epoch {metrics.get('best_epoch')} (the weights "
+            f"kept).\n\n{head}\n\n" + "\n".join(table))
 
 
 def _pct(value) -> str:
@@ -206,7 +253,37 @@ With Snapfit: `huggingface-cli download {repo_id} --local-dir model` then
 `python -m engine predict --model-dir model photo.jpg`, or upload the files in the app's Classify tab."""
 
 
-def _training(metrics: dict, hyper: dict, lr: dict | None) -> str:
+def _how_to_use_multi_label(repo_id: str, config: dict) -> str:
+    _, thresholds = decision_rule(config)
+    return f"""## How to use
+
+With plain [timm](https://github.com/huggingface/pytorch-image-models): a sigmoid per label, then each label's
+probability against its threshold (`thresholds` in `config.json`, in label order: {_threshold_text(config)}).
+
+```python
+import json
+
+import timm
+import torch
+from huggingface_hub import hf_hub_download
+from PIL import Image
+
+model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+config = json.load(open(hf_hub_download("{repo_id}", "config.json")))
+labels, thresholds = config["label_names"], torch.tensor(config["thresholds"])  # {[round(t, 3) for t in thresholds]}
+image = Image.open("photo.jpg").convert("RGB")
+with torch.no_grad():
+    probabilities = model(transform(image).unsqueeze(0)).sigmoid()[0]
+print({{label: float(p) for label, p, t in zip(labels, probabilities, thresholds) if p >= t}})
+```
+
+With Snapfit: `huggingface-cli download {repo_id} --local-dir model` then
+`python -m engine predict --model-dir model photo.jpg` (the labels above their thresholds, then the others), or
+upload the files in the app's Classify tab. The ONNX export carries the thresholds in its metadata."""
+
+
+def _training(metrics: dict, hyper: dict, lr: dict | None, score: str = "val accuracy") -> str:
     keep = {k: v for k, v in hyper.items() if v is not None}
     table = ["| hyper-parameter | value |", "|---|---|"] + [f"| {k} | `{v}` |" for k, v in keep.items()]
     parts = ["## Training", f"{metrics.get('num_train', '?')} training and {metrics.get('num_val', '?')} validation images; "
@@ -214,7 +291,7 @@ def _training(metrics: dict, hyper: dict, lr: dict | None) -> str:
              "\n".join(table)]
     history = metrics.get("history") or []
     if history:
-        rows = ["| epoch | train loss | val loss | val accuracy |", "|---|---|---|---|"]
+        rows = [f"| epoch | train loss | val loss | {score} |", "|---|---|---|---|"]
         rows += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_acc'] * 100:.1f} % |" for h in history]
         parts.append("\n".join(rows))
     if lr:

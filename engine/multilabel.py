@@ -1,5 +1,7 @@
 """Multi-label scores: average precision per label, their mean (mAP, the score a multi-label run keeps its best
-epoch by), and the decision thresholds chosen on validation that turn probabilities into labels.
+epoch by), the decision thresholds chosen on validation that turn probabilities into labels, and `summarize` /
+`evaluate`: every metric of a labelled split (F1 at the thresholds, per-label table, precision-recall curves, the
+images behind false positives and false negatives).
 
 Inputs are probabilities or logits (N x labels; AP only depends on the order of the scores) and 0/1 targets of
 the same shape. torch only: no scikit-learn dependency for a few lines of sorting.
@@ -77,3 +79,86 @@ def choose_thresholds(probs: torch.Tensor, targets: torch.Tensor) -> dict:
 def decide(probs: torch.Tensor, thresholds) -> torch.Tensor:
     """Which labels each image gets: probs >= its label's threshold (bool, N x labels)."""
     return probs >= torch.as_tensor(thresholds, dtype=probs.dtype)
+
+
+PR_POINTS = 100  # points kept per precision-recall curve: enough to plot, small enough for metrics.json
+
+
+def precision_recall_curve(scores: torch.Tensor, hits: torch.Tensor, points: int = PR_POINTS) -> dict | None:
+    """One label's precision and recall when everything scoring at least `threshold` is called positive, at each
+    distinct score from the highest down (at most `points` of them, evenly spread; the ends always kept). None
+    for a label without positives, where recall is undefined."""
+    hits = hits.float()
+    if hits.sum() == 0:
+        return None
+    order = scores.argsort(descending=True, stable=True)
+    scores, hits = scores[order].float(), hits[order]
+    tp = hits.cumsum(0)
+    cut = torch.ones_like(scores, dtype=torch.bool)
+    cut[:-1] = scores[1:] < scores[:-1]  # a cut only between different scores
+    at = cut.nonzero().flatten()
+    if len(at) > points:
+        at = at[torch.linspace(0, len(at) - 1, points).round().long()]
+    precision, recall = tp[at] / (at + 1), tp[at] / hits.sum()
+    return dict(threshold=scores[at].tolist(), precision=precision.tolist(), recall=recall.tolist())
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _mistakes(mask: torch.Tensor, probs: torch.Tensor, descending: bool, top: int) -> list[dict]:
+    """The images where `mask` holds, most confident first: (index, probability of the label)."""
+    index = mask.nonzero().flatten()
+    order = probs[index].argsort(descending=descending, stable=True)[:top]
+    return [dict(index=int(index[k]), p=float(probs[index[k]])) for k in order]
+
+
+def summarize(targets, probs, label_names: list[str], thresholds, top: int = 16) -> dict:
+    """Every metric of a labelled split from the predicted probabilities (N x labels) and 0/1 targets.
+
+    mAP (over labels with positives); micro F1 (all decisions pooled) and macro F1 (the mean over labels present or
+    predicted: elsewhere F1 is 0/0) at `thresholds`; per label precision, recall, F1, AP, support and threshold
+    (None where undefined); a precision-recall curve per label (None without positives); and per label the false
+    positives (highest probability first) and false negatives (lowest first), at most `top` of each, as dataset
+    positions with the label's probability."""
+    probs, targets = torch.as_tensor(probs).float(), torch.as_tensor(targets).float()
+    if probs.shape != targets.shape or probs.shape[1] != len(label_names) or len(thresholds) != len(label_names):
+        raise ValueError(f"probs {tuple(probs.shape)}, targets {tuple(targets.shape)}, {len(label_names)} label names "
+                         f"and {len(thresholds)} thresholds do not match")
+    predicted, truth = decide(probs, thresholds), targets > 0.5
+    tp, fp, fn = (predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0)
+    aps = average_precision(probs, targets)
+    rows, curves, mistakes = [], {}, {}
+    for c, name in enumerate(label_names):
+        t, f_p, f_n = int(tp[c]), int(fp[c]), int(fn[c])
+        rows.append(dict(name=name, precision=_ratio(t, t + f_p), recall=_ratio(t, t + f_n),
+                         f1=_ratio(2 * t, 2 * t + f_p + f_n), ap=aps[c], support=t + f_n, threshold=float(thresholds[c]),
+                         tp=t, fp=f_p, fn=f_n))
+        curves[name] = precision_recall_curve(probs[:, c], targets[:, c])
+        mistakes[name] = dict(false_positives=_mistakes(predicted[:, c] & ~truth[:, c], probs[:, c], True, top),
+                              false_negatives=_mistakes(~predicted[:, c] & truth[:, c], probs[:, c], False, top))
+    f1s = [r["f1"] for r in rows if r["f1"] is not None]
+    pooled = int(tp.sum()), int(fp.sum()), int(fn.sum())
+    return dict(
+        multi_label=True,
+        map=mean_average_precision(probs, targets),
+        micro_f1=_ratio(2 * pooled[0], 2 * pooled[0] + pooled[1] + pooled[2]) or 0.0,
+        macro_f1=sum(f1s) / len(f1s) if f1s else 0.0,
+        num_images=len(probs),
+        label_names=list(label_names),
+        thresholds=[float(t) for t in thresholds],
+        per_label=rows,
+        pr_curves=curves,
+        mistakes=mistakes,
+        predictions=[[c for c in range(len(label_names)) if row[c]] for row in predicted.tolist()],
+    )
+
+
+def evaluate(predictor, images: list, targets, label_names: list[str] | None = None, thresholds=None,
+             batch_size: int = 64, top: int = 16) -> dict:
+    """Run a multi-label `predictor` over images with multi-hot `targets` (N x the predictor's labels) and
+    summarize, at the predictor's own thresholds unless others are given."""
+    probs = torch.cat([predictor.probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    names = label_names or predictor.class_names
+    return summarize(targets, probs, names, thresholds if thresholds is not None else predictor.thresholds, top)
