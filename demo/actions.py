@@ -148,6 +148,7 @@ def evaluate_workspace(ws: Workspace) -> dict:
     if predictor is None:
         raise UserError("There is no trained model yet: train one on the Train tab (or load one on the Classify tab).")
     dataset = ws.dataset_or_builtin()
+    refuse_multi_label(dataset, predictor, "The Evaluate tab")
     names = predictor.class_names
     _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     val_idx = items_of_known_classes(dataset, val_idx, names)
@@ -157,6 +158,15 @@ def evaluate_workspace(ws: Workspace) -> dict:
     ws.evaluation = dict(result=evaluate(predictor, images, labels, names), images=images, labels=labels,
                          dataset=dataset, index=decoded.index)
     return ws.evaluation
+
+
+def refuse_multi_label(dataset, predictor, what: str) -> None:
+    """The views built for one class per image (a confusion matrix, moving an image to another class) say so, rather
+    than fail, on multi-label data or models; the command line already evaluates those (mAP, F1, per label)."""
+    if dataset.multi_label or getattr(predictor, "multi_label", False):
+        raise UserError(f"{what} does not show multi-label models yet (several labels per image). Evaluate this one "
+                        "from the command line: python -m engine eval --model-dir MODEL --data DATA (mAP, F1 and "
+                        "precision/recall per label).")
 
 
 def evaluation_images(ev: dict, positions: list[int]) -> list:

@@ -735,4 +735,6 @@ def _multi_label_scores(logits: torch.Tensor, y: torch.Tensor, names: list[str])
                   val_loss=float(F.binary_cross_entropy_with_logits(logits.float(), y)),
                   thresholds=thresholds["values"], threshold_kind=thresholds["kind"],
                   per_label_ap=dict(zip(names, multilabel.average_precision(probs, y_cpu))))
+    summary = multilabel.summarize(y_cpu, probs, names, thresholds["values"])
+    scores["multilabel"] = {k: v for k, v in summary.items() if k not in ("predictions", "mistakes")}  # per image: bulky
     return scores, dict(multi_label=True, thresholds=thresholds["values"], threshold_kind=thresholds["kind"])

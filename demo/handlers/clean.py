@@ -68,6 +68,7 @@ def model_split(ws) -> tuple:
     if predictor is None:
         raise UserError("Train a model first (the Train tab, or the Data tab's first model): the cleaner ranks images "
                         "by what a model makes of them.")
+    actions.refuse_multi_label(ws.dataset_or_builtin(), predictor, "The Clean tab")
     return predictor, cleaner.split_of(ws.dataset_or_builtin(), *ws.model_split)
 
 

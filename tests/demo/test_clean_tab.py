@@ -83,3 +83,21 @@ def test_changes_wait_for_a_run_on_the_same_data(ctx, ui, shapes, builtin_model,
     refused = h.apply(ctx, cl, ui.data, ws.key, no_progress)
     assert list(refused) == [cl.notice] and "A training run is using this dataset" in refused[cl.notice]
     assert len(ws.dataset) == 900 and ws.cleaning.deletes  # nothing applied, the choice kept
+
+
+def test_multi_label_data_is_refused_with_the_command_that_evaluates_it(ctx, ui, builtin_model, from_page):
+    """Clean and Evaluate show one class per image: on multi-label data they say so, and what evaluates it."""
+    import pytest
+
+    from demo import actions
+    from engine import data
+    from engine.errors import UserError
+
+    ws = ctx.workspace(None)
+    ws.set_dataset(data.load_builtin_multi(n_images=30))
+    ws.set_model(builtin_model[0], (0.2, 0))
+    for notice in (h.rank(ctx, ui.clean, h.ALL, "validation", ws.key)[ui.clean.notice],
+                   h.find_duplicates(ctx, ui.clean, 0.8, ws.key)[ui.clean.notice]):
+        assert "multi-label" in notice and "python -m engine eval" in notice
+    with pytest.raises(UserError, match="multi-label.*python -m engine eval"):
+        actions.evaluate_workspace(ws)
