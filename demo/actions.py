@@ -75,7 +75,7 @@ def run_record(event, cfg: TrainConfig, label: str) -> dict:
     run = runs.read(event.model_dir)
     status = "done" if isinstance(event, Finished) else "stopped" if isinstance(event, Stopped) else "failed"
     return dict(label=label, model=models.display_name(cfg.model, cfg.weights), img_size=cfg.img_size,
-                val_acc=run.val_accuracy or 0.0, seconds=run.seconds or 0.0, status=status, model_dir=str(event.model_dir),
+                val_acc=run.val_accuracy or 0.0, metric=run.metric, seconds=run.seconds or 0.0, status=status, model_dir=str(event.model_dir),
                 data=run.data, epochs=cfg.epochs, best_epoch=run.best_epoch, per_class=run.per_class, history=run.history,
                 split=(cfg.val_fraction, cfg.seed))
 
@@ -201,6 +201,9 @@ def classify(ws: Workspace, img, top_k: int, use_tta: bool = False, show_cam: bo
     t = time.perf_counter()
     result = predictor.predict([img], top_k, use_tta)[0]
     text = f"Predicted in {(time.perf_counter() - t) * 1000:.0f} ms"
+    if predictor.multi_label:  # every label has its own probability: say which pass their thresholds
+        above = [name for name, p in result.items() if p >= predictor.thresholds[predictor.class_names.index(name)]]
+        text += f". Labels: {', '.join(f'**{name}**' for name in above) or 'none'} (at or above their thresholds)"
     overlay = None
     if show_cam:
         overlay, caption = predictor.gradcam(img, next(iter(result)))

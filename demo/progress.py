@@ -3,7 +3,7 @@ learning-rate curves, and the log. The Train tab and the Data tab's first model 
 """
 from __future__ import annotations
 
-from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped, describe
+from engine.events import EpochEnd, Finished, Log, Paused, SavedBeforeFailure, Started, Step, Stopped, describe, saved_score
 
 LOGGED = (Started, EpochEnd, Log, Paused)  # the events the log shows, in engine.events.describe's words
 FINAL = (Finished, Stopped, SavedBeforeFailure)
@@ -69,13 +69,15 @@ class TrainingProgress:
             return f"Waiting for a free training slot: position {position} in the queue."
         if job.status == "failed" and self.final is not None:
             return (f"Training failed: {job.error.rstrip('.')}. The best epoch before the failure (epoch {self.final.best_epoch}, "
-                    f"{self.final.best_val_acc:.1%} validation accuracy) is saved and ready on the **Classify** tab.")
+                    f"{saved_score(self.final.best_val_acc, self.final.metric)}) is saved and ready on the **Classify** tab.")
         if job.status == "failed":
             return f"Training failed: {job.error}"
         if job.status in ("done", "stopped") and self.final is not None:
             best = max((h["val_acc"] for h in self.history), default=0.0)
             head = "Finished" if job.status == "done" else "Stopped"
-            return (f"{head} in {job.elapsed:.0f} s. Best validation accuracy **{best:.1%}**. "
+            multi = self.history and self.history[-1].get("metric") == "mAP"
+            best_text = f"validation mAP **{best:.3f}**" if multi else f"validation accuracy **{best:.1%}**"
+            return (f"{head} in {job.elapsed:.0f} s. Best {best_text}. "
                     "The model is ready on the **Classify** tab.")
         return self._progress(job)
 

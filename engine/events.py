@@ -166,13 +166,13 @@ def describe(event) -> str:
         return (f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
                 f"val {_score(event.val_acc, event.metric)} ({event.seconds:.1f} s)")
     if isinstance(event, Finished):
-        return (f"finished in {event.seconds:.0f} s: epoch {event.best_epoch} ({_best(event.best_val_acc, event.metric)}) "
+        return (f"finished in {event.seconds:.0f} s: epoch {event.best_epoch} ({saved_score(event.best_val_acc, event.metric)}) "
                 f"is saved in {event.model_dir}")
     if isinstance(event, Stopped):
         saved = f"the best epoch so far is saved in {event.model_dir}" if event.model_dir else "no epoch ended, nothing saved"
         return f"stopped after {event.epochs_done} epochs ({event.seconds:.0f} s): {saved}"
     if isinstance(event, SavedBeforeFailure):
-        return (f"the run failed after epoch {event.best_epoch}; that epoch ({_best(event.best_val_acc, event.metric)}) "
+        return (f"the run failed after epoch {event.best_epoch}; that epoch ({saved_score(event.best_val_acc, event.metric)}) "
                 f"is saved in {event.model_dir}")
     if isinstance(event, Paused):
         return f"checkpoint after epoch {event.epochs_done}; going on in the next GPU call"
@@ -192,11 +192,24 @@ def describe(event) -> str:
     return repr(event)
 
 
+def metrics_score(metrics: dict) -> tuple[float | None, str]:
+    """A model folder's metrics.json score and what it is: (accuracy, "accuracy"), or (mAP, "mAP") for a multi-label
+    model; (None, "accuracy") when it holds neither."""
+    if metrics.get("multi_label"):
+        return metrics.get("val_map"), "mAP"
+    return metrics.get("val_accuracy"), "accuracy"
+
+
+def short_score(value: float, metric: str) -> str:
+    """A score in a table cell: "93.1%", "mAP 0.912"."""
+    return f"mAP {value:.3f}" if metric == "mAP" else f"{value:.1%}"
+
+
 def _score(value: float, metric: str) -> str:
     """A run's score as people read it: "accuracy 93.1%", "mAP 0.912"."""
     return f"mAP {value:.3f}" if metric == "mAP" else f"accuracy {value:.1%}"
 
 
-def _best(value: float, metric: str) -> str:
+def saved_score(value: float, metric: str) -> str:
     """A saved epoch's score: "93.1% validation accuracy", "validation mAP 0.912"."""
     return f"validation mAP {value:.3f}" if metric == "mAP" else f"{value:.1%} validation accuracy"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.config import RECIPES, recipe
 from engine.errors import UserError
+from engine.events import metrics_score, short_score
 
 MACHINE_DEPENDENT = ("bf16", "channels_last")  # resolved on the machine that trained: no part of a recipe
 CLASSES_SHOWN = 6  # per-class accuracies spelled out in a table cell; beyond that, the lowest ones
@@ -31,7 +32,8 @@ class Run:
     epochs: int | None = None
     img_size: int | None = None
     data: str = ""  # the data fingerprint; "" for a folder saved before training recorded one
-    val_accuracy: float | None = None
+    val_accuracy: float | None = None  # the run's score: its accuracy, or for a multi-label run its mAP (`metric`)
+    metric: str = "accuracy"
     best_epoch: int | None = None
     seconds: float | None = None
     per_class: dict = field(default_factory=dict)  # class name -> validation accuracy (None: no image of it)
@@ -69,9 +71,10 @@ def read(folder: str | Path, root: str | Path | None = None) -> Run:
     try:
         m = json.loads((folder / "metrics.json").read_text())
         hp = m.get("hyperparameters") or {}
+        score, metric = metrics_score(m)
         return Run(str(folder), name, model=model_name(hp), recipe=recipe_of(hp) or hp.get("strategy", ""),
                    epochs=hp.get("epochs"), img_size=hp.get("img_size"), data=(m.get("data") or {}).get("fingerprint", ""),
-                   val_accuracy=float(m["val_accuracy"]), best_epoch=m.get("best_epoch"), seconds=m.get("seconds"),
+                   val_accuracy=float(score), metric=metric, best_epoch=m.get("best_epoch"), seconds=m.get("seconds"),
                    per_class=dict(m.get("per_class_accuracy") or {}), history=list(m.get("history") or []))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a broken file is a row, not a crash
         return Run(str(folder), name, error=f"unreadable metrics.json ({type(exc).__name__})")
@@ -125,7 +128,7 @@ def rows(runs: list[Run]) -> list[dict]:
     versions = data_versions(r.data for r in runs)
     return [dict(name=r.name, folder=r.folder, model=r.model, recipe=r.recipe, epochs=r.epochs, img_size=r.img_size,
                  data_version=data_label(r.data, versions) if r.data else None, data_fingerprint=r.data or None,
-                 val_accuracy=r.val_accuracy, best_epoch=r.best_epoch, seconds=r.seconds, per_class_accuracy=r.per_class,
+                 val_accuracy=r.val_accuracy, metric=r.metric, best_epoch=r.best_epoch, seconds=r.seconds, per_class_accuracy=r.per_class,
                  error=r.error) for r in runs]
 
 
@@ -138,7 +141,7 @@ def table(runs: list[Run]) -> str:
             lines.append([r.name] + [""] * (len(COLUMNS) - 2) + [r.error])
             continue
         data = f"{data_label(r.data, versions)} {r.data}" if r.data else "?"
-        lines.append([r.name, r.model, r.recipe, _text(r.epochs), _text(r.img_size), data, f"{r.val_accuracy:.1%}",
+        lines.append([r.name, r.model, r.recipe, _text(r.epochs), _text(r.img_size), data, short_score(r.val_accuracy, r.metric),
                       _text(r.best_epoch), "" if r.seconds is None else f"{r.seconds:.0f}", per_class_text(r.per_class)])
     widths = [max(len(str(cells[k])) for cells in [COLUMNS, *lines]) for k in range(len(COLUMNS) - 1)]
     return "".join(("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + "  " + str(cells[-1])).rstrip() + "\n"

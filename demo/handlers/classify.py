@@ -14,6 +14,7 @@ from demo.context import Context, user_errors
 from demo.notice import Notice
 from engine import models
 from engine.errors import UserError
+from engine.events import metrics_score, saved_score
 from engine.export import read_config, read_metrics
 
 TOP_K = 5
@@ -114,7 +115,7 @@ def model_in_use(ws) -> str:
     run = next((r for r in reversed(ws.runs) if r["model_dir"] == str(ws.model_dir)), None)
     shown = ", ".join(names[:CLASSES_NAMED]) + (f" and {len(names) - CLASSES_NAMED} more" if len(names) > CLASSES_NAMED else "")
     parts = [f"{len(names)} classes ({shown})" if names else "", f"{size} px" if size else "",
-             f"{metrics['val_accuracy']:.1%} validation accuracy" if "val_accuracy" in metrics else "",
+             saved_score(*metrics_score(metrics)) if metrics_score(metrics)[0] is not None else "",
              (f"run {run['number']}: {run['label']}" if "number" in run else f"run: {run['label']}") if run
              else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
     return f"Model in use: **{name}**" + "".join(f" · {part}" for part in parts if part)

@@ -16,6 +16,7 @@ from demo.progress import TrainingProgress
 from demo.workspace import Workspace, decoded_key
 from engine import data as data_lib
 from engine.errors import UserError
+from engine.events import metrics_score, saved_score
 from engine.export import read_metrics
 from engine.train import Decoded, TrainConfig, preflight
 
@@ -210,7 +211,8 @@ def first_status_text(ctx: Context, job, progress: TrainingProgress) -> str:
         return progress.status(job, 0)  # stopped, or failed after saving its best epoch: says which, and that it is in use
     m = read_metrics(progress.final.model_dir)
     hp = m.get("hyperparameters", {})
-    return (f"**First model ready: {m.get('val_accuracy', 0.0):.1%} validation accuracy** on {m.get('num_val', 0)} "
+    score, metric = metrics_score(m)
+    return (f"**First model ready: {saved_score(score or 0.0, metric)}** on {m.get('num_val', 0)} "
             f"held-out images, after {job.elapsed:.0f} s ({hp.get('model', '?')}: a new head on its ImageNet features "
             f"at {hp.get('img_size', '?')} px). It is in use on the **Classify** tab now.\n\n"
             "For a better model, fine-tune the whole network with the **best** recipe (minutes on a CPU): the button "

@@ -305,7 +305,21 @@ def final_metrics(model_dir: str) -> str:
     m = read_metrics(model_dir)
     if not m:
         return ""
+    if m.get("multi_label"):
+        return multi_label_metrics(m)
     rows = "\n".join(f"| {name} | {'n/a' if acc is None else f'{acc:.1%}'} |" for name, acc in m["per_class_accuracy"].items())
     return (f"**Saved model** (epoch {m['best_epoch']}): validation accuracy **{m['val_accuracy']:.1%}**, "
             f"loss {m['val_loss']:.3f}, on {m['num_val']} images; trained on {m['num_train']} in {m['seconds']:.0f} s. "
             f"Weights: {m['weights']}\n\n| class | accuracy |\n|---|---|\n{rows}")
+
+
+def multi_label_metrics(m: dict) -> str:
+    """A multi-label model's validation results: mAP and F1 at its thresholds, then one row per label."""
+    summary = m.get("multilabel") or {}
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    rows = "\n".join(f"| {r['name']} | {fmt(r['ap'])} | {fmt(r['f1'])} | {r['threshold']:.2f} | {r['support']} |"
+                     for r in summary.get("per_label", []))
+    f1 = f", micro F1 {fmt(summary.get('micro_f1'))}, macro F1 {fmt(summary.get('macro_f1'))}" if summary else ""
+    return (f"**Saved model** (epoch {m['best_epoch']}, multi-label): validation mAP **{m['val_map']:.3f}**{f1}, loss "
+            f"{m['val_loss']:.3f}, on {m['num_val']} images; trained on {m['num_train']} in {m['seconds']:.0f} s. "
+            f"Weights: {m['weights']}\n\n| label | AP | F1 | threshold | images |\n|---|---|---|---|---|\n{rows}")
