@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from engine import data as data_lib
-from engine.labelled import IMBALANCED, LIST_LIMIT, SKIPPED, DataWarning
+from engine.labelled import IMBALANCED, LIST_LIMIT, SKIPPED, DataWarning, label_report
 from engine.train import Decoded
 
 IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accuracy alone then flatters a model)
@@ -19,9 +19,22 @@ IMBALANCE_RATIO = 3  # largest / smallest class at or beyond this: warn (accurac
 def summary(dataset: data_lib.LabelledImages, decoded: Decoded | None = None) -> str:
     return "\n\n".join([
         headline(dataset),
-        "Classes: " + ", ".join(f"{name} ({n})" for name, n in dataset.counts().items()),
+        ("Labels (images showing each): " if dataset.multi_label else "Classes: ")
+        + ", ".join(f"{name} ({n})" for name, n in dataset.counts().items()),
+        *([labels_per_image(dataset)] if dataset.multi_label else []),
         split_sizes(dataset, decoded),
     ])
+
+
+def labels_per_image(dataset: data_lib.LabelledImages) -> str:
+    """How many labels the images carry, and the labels seen together most often."""
+    report = label_report(dataset)
+    per_image = ", ".join(f"{k} label{'s' * (k != 1)}: {n}" for k, n in sorted(report["labels_per_image"].items()))
+    names, together = dataset.class_names, report["co_occurrence"]
+    pairs = sorted(((together[a][b], names[a], names[b]) for a in range(len(names)) for b in range(a + 1, len(names))
+                    if together[a][b]), reverse=True)[:3]
+    seen = "; seen together most: " + ", ".join(f"{a} + {b} ({n})" for n, a, b in pairs) if pairs else ""
+    return f"Multi-label: images per number of labels: {per_image}{seen}."
 
 
 def headline(dataset: data_lib.LabelledImages) -> str:
@@ -29,6 +42,8 @@ def headline(dataset: data_lib.LabelledImages) -> str:
     uploaded folder's name, never a path on the server)."""
     origin = str(dataset.origin.get("source", ""))
     name = origin.removeprefix("hub:") if origin.startswith("hub:") else Path(dataset.source).name or dataset.source
+    if dataset.multi_label:
+        return f"**{len(dataset)} images with {len(dataset.counts())} labels (multi-label)** from `{name}`"
     return f"**{len(dataset)} images in {len(dataset.counts())} classes** from `{name}`"
 
 
@@ -39,6 +54,7 @@ def split_sizes(dataset: data_lib.LabelledImages, decoded: Decoded | None = None
     else:
         n_train, n_val = (len(part) for part in data_lib.holdout(dataset))
     how = ("the dataset's own train/validation split" if dataset.has_own_split()
+           else "iterative stratification, 20 %, so that every label is in both" if dataset.multi_label
            else "stratified, 20 %; the Train tab's validation fraction changes it")
     return f"Split: {n_train} for training, {n_val} for validation ({how})."
 

@@ -76,7 +76,7 @@ def first_model_config(ctx: Context) -> TrainConfig:
 
 @user_errors
 def load_data(ctx: Context, ui: DataUI, source: str, key=None, progress=PROGRESS) -> dict:
-    """Load the built-in dataset (builtin:shapes) or a Hub dataset id (owner/name) with default options."""
+    """Load a built-in dataset (builtin:shapes, builtin:shapes-multi) or a Hub dataset id (owner/name) with default options."""
     return load_hub(ctx, ui, source, DEFAULT_MAX_PER_CLASS, "", "", "", "", key, progress)
 
 
@@ -88,6 +88,8 @@ def load_hub(ctx: Context, ui: DataUI, dataset_id: str, max_per_class: float, co
     source = resolve(dataset_id)
     if source == data_lib.BUILTIN:
         return show(ctx, ui, ws, data_lib.load_builtin(), progress)
+    if source == data_lib.BUILTIN_MULTI:
+        return show(ctx, ui, ws, data_lib.load_builtin_multi(), progress)
     if not max_per_class or max_per_class < 2:
         raise UserError("At most how many images per class? Give a number of at least 2.")
     dataset = data_lib.load(source, config=_opt(config), split=_opt(split), image_column=_opt(image_column),
@@ -225,6 +227,8 @@ def resolve(text: str) -> str:
     text = (text or "").strip()
     if text in (data_lib.BUILTIN, "builtin"):
         return data_lib.BUILTIN
+    if text == data_lib.BUILTIN_MULTI:
+        return data_lib.BUILTIN_MULTI
     name = text.removeprefix("hub:")
     if not name:
         raise UserError("Type a Hub dataset id (owner/name), or choose one of the suggestions.")

@@ -31,6 +31,10 @@ def build(ctx: Context, key: gr.State) -> DataUI:
                 gr.Markdown("Six classes of generated shapes (900 images): no download, works offline.")
                 builtin_btn = gr.Button("Use the built-in shapes dataset", variant="primary")
                 source = gr.Textbox(value=data_lib.BUILTIN, visible=False)
+                gr.Markdown("Multi-label: 900 images holding one to three shapes each, labelled with every shape "
+                            "they show.")
+                builtin_multi_btn = gr.Button("Use the built-in multi-label shapes", elem_id="builtin-multi-btn")
+                source_multi = gr.Textbox(value=data_lib.BUILTIN_MULTI, visible=False)
             with gr.Tab("Hub dataset"):
                 hub_id = gr.Dropdown([(f"{k} ({v})", k) for k, v in h.SUGGESTED.items()], value=None,
                                      allow_custom_value=True, label="Hub dataset id", elem_id="hub-id",
@@ -77,6 +81,9 @@ def build(ctx: Context, key: gr.State) -> DataUI:
     shown = [*ui.dataset_outputs, load_notice]
     loads = [
         builtin_btn.click(bind(h.load_data, ctx, ui), [source, key], shown, api_name="load_data", **CONCURRENCY),
+        # /load_data takes any source: this button is the same call with the multi-label set
+        builtin_multi_btn.click(bind(h.load_data, ctx, ui), [source_multi, key], shown, api_visibility="private",
+                                **CONCURRENCY),
         hub_btn.click(bind(h.load_hub, ctx, ui), [hub_id, max_per_class, config, split, image_column, label_column, key],
                       shown, api_name="load_hub", **CONCURRENCY),
         folder.upload(bind(h.load_folder, ctx, ui), [folder, relpaths, key], shown, js=folder_upload.UPLOAD_JS,

@@ -31,3 +31,15 @@ def test_a_multi_label_model_is_told_by_its_map_and_its_labels(ctx, tmp_path):
     above = [n for n, p in result.items() if p >= predictor.thresholds[predictor.class_names.index(n)]]
     assert "Labels: " + (", ".join(f"**{n}**" for n in above) or "none") in text
     assert overlay is not None
+
+
+def test_the_data_tab_loads_the_built_in_multi_label_set_and_says_so(ctx, ui):
+    from demo.handlers import data as data_tab
+
+    shown = data_tab.load_data(ctx, ui.data, "builtin:shapes-multi", None, lambda *a, **k: None)
+    summary = shown[ui.data.summary]
+    assert "900 images with 6 labels (multi-label)" in summary
+    assert "Labels (images showing each): circle (" in summary and "1 label: " in summary and "3 labels: " in summary
+    assert "seen together most" in summary and "iterative stratification" in summary
+    captions = [caption for _, caption in shown[ui.data.gallery]]
+    assert any(", " in caption for caption in captions)  # a picture shown with all its labels
