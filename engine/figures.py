@@ -100,3 +100,26 @@ def run_curves(curves: dict[str, list[tuple[float, float]]], ylabel: str, title:
     if any(curves.values()):
         fig.legend(loc="outside lower center", ncols=min(2, len(curves)), fontsize=8)
     return fig
+
+
+def pr_curves(curves: dict, thresholds: dict[str, float] | None = None):
+    """Precision against recall, one line per label (engine.multilabel.summarize's pr_curves; a label without
+    positives has none), each with a dot where its decision threshold sits; the legend beside the axes."""
+    fig = Figure(figsize=(7, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for name, curve in curves.items():
+        if not curve:
+            continue
+        (line,) = ax.plot(curve["recall"], curve["precision"], linewidth=1.5, label=name)
+        t = (thresholds or {}).get(name)
+        if t is not None and curve["threshold"]:  # the curve's point nearest the label's threshold
+            k = int(np.argmin(np.abs(np.asarray(curve["threshold"], dtype=float) - t)))
+            ax.plot([curve["recall"][k]], [curve["precision"][k]], "o", color=line.get_color(), markersize=6)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall per label (dots: the decision thresholds)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=9)
+    return fig

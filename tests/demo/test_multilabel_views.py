@@ -43,3 +43,39 @@ def test_the_data_tab_loads_the_built_in_multi_label_set_and_says_so(ctx, ui):
     assert "seen together most" in summary and "iterative stratification" in summary
     captions = [caption for _, caption in shown[ui.data.gallery]]
     assert any(", " in caption for caption in captions)  # a picture shown with all its labels
+
+
+def test_evaluate_shows_each_label_its_curve_and_its_mistakes(ctx, tmp_path, from_page):
+    import gradio as gr
+
+    from demo.handlers import evaluate
+    from demo.tabs import evaluate as evaluate_tab
+
+    dataset = data.load_builtin_multi(n_images=150)
+    events = list(fit(dataset, TrainConfig(epochs=1, img_size=48), str(tmp_path / "m")))  # weak: mistakes to show
+    ws = ctx.workspace(None)
+    ws.set_dataset(dataset)
+    ws.set_model(events[-1].model_dir, (0.2, 0))
+    with gr.Blocks():
+        ui = evaluate_tab.build(ctx, gr.State(None))
+
+    shown = evaluate.run_evaluation(ctx, ui, ws.key)
+    assert "Multi-label: mAP" in shown[ui.summary] and "micro F1" in shown[ui.summary]
+    table = shown[ui.table]
+    assert list(table["label"]) == list(sample.CLASSES) and {"AP", "false positives", "false negatives"} <= set(table)
+    r = ws.evaluation["result"]
+    label, kind = shown[ui.actual].value, shown[ui.predicted].value
+    found = r["mistakes"][label]["false_positives" if kind == evaluate.FALSE_POSITIVES else "false_negatives"]
+    assert len(shown[ui.cell]) == len(found) > 0
+    assert all(caption.startswith(f"{label} ") and "labels: " in caption for _, caption in shown[ui.cell])
+    for name in sample.CLASSES:  # every label's false positives truly lack it, its false negatives truly have it
+        for m in r["mistakes"][name]["false_positives"]:
+            assert sample.CLASSES.index(name) not in dataset.labels[ws.evaluation["index"][m["index"]]]
+        for m in r["mistakes"][name]["false_negatives"]:
+            assert sample.CLASSES.index(name) in dataset.labels[ws.evaluation["index"][m["index"]]]
+    other = evaluate.show_cell(ctx, ui, label, evaluate.FALSE_NEGATIVES if kind == evaluate.FALSE_POSITIVES
+                               else evaluate.FALSE_POSITIVES, ws.key)
+    assert all(label in caption for _, caption in other[ui.cell])
+    picked = evaluate.choose_cell(ctx, ui, gr.SelectData(None, dict(index=[2, 6], value=0)), ws.key)
+    assert picked[ui.actual].value == sample.CLASSES[2] and picked[ui.predicted].value == evaluate.FALSE_NEGATIVES
+    assert shown[ui.figure] is not None and len(shown[ui.losses]) > 0
