@@ -20,7 +20,7 @@ from demo.workspace import Workspace
 from demo.zerogpu import train_in_chunks
 from engine import checkpoint as checkpoint_lib
 from engine import data as data_lib
-from engine import models, multilabel, runs
+from engine import labelled, models, multilabel, runs
 from engine.config import FinderConfig
 from engine.errors import UserError
 from engine.evaluate import evaluate, items_of_known_classes
@@ -212,7 +212,7 @@ def validation_examples(ws: Workspace) -> list:
         picks += [items[round_] for items in by_class.values() if round_ < len(items)]
     picks = picks[:EXAMPLES]
     shown = data_lib.originals(dataset, picks, DISPLAY_SIDE)
-    return [(image, dataset.class_names[dataset.labels[i]]) for image, i in zip(shown, picks) if image is not None]
+    return [(image, labelled.caption(dataset, i)) for image, i in zip(shown, picks) if image is not None]
 
 
 def classify(ws: Workspace, img, top_k: int, use_tta: bool = False, show_cam: bool = True):
