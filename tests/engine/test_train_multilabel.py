@@ -36,7 +36,9 @@ def label_frequency_map(targets: torch.Tensor) -> float:
 
 def test_a_small_model_from_scratch_learns_the_built_in_set_well_above_label_frequency(multi, tmp_path):
     decoded = decode_once(multi, 64)
-    assert decoded.train.y.shape == (480, 6) and decoded.train.y.dtype == torch.float32
+    # iterative stratification shares each label out near 80/20, so the split is near 480/120 but not exactly
+    assert len(decoded.train.y) + len(decoded.val.y) == 600 and abs(len(decoded.train.y) - 480) <= 15
+    assert decoded.train.y.shape[1] == 6 and decoded.train.y.dtype == torch.float32
     cfg = TrainConfig(model="resnet10t", weights="scratch", img_size=64, epochs=12)
     events = list(fit(decoded, cfg, str(tmp_path / "m")))
     started, finished = next(e for e in events if e.kind == "started"), events[-1]
