@@ -59,10 +59,17 @@ def loss_frame(train: list[tuple[float, float]], validation: list[tuple[float, f
     return pd.DataFrame(rows, columns=["epoch", "loss", "series"])
 
 
+SCORE_COLUMN = "%"  # the validation plot's y column
+SCORE_TITLE = "Validation accuracy (mAP for multi-label data)"
+# One title for both kinds of run: Gradio 6.31 drops an update's points when the same update changes the plot's
+# title, and draws an empty plot on a discrete scale when it renames the y column.
+
+
 def accuracy_frame(history: list[dict]) -> pd.DataFrame:
+    """The validation plot's data: (epoch, accuracy or mAP in %) per epoch."""
     rows = downsample([(h["epoch"], h["val_acc"] * 100) for h in history])
-    return pd.DataFrame(rows, columns=["epoch", "val accuracy %"]) if rows else pd.DataFrame(
-        {"epoch": pd.Series(dtype=int), "val accuracy %": pd.Series(dtype=float)}
+    return pd.DataFrame(rows, columns=["epoch", SCORE_COLUMN]) if rows else pd.DataFrame(
+        {"epoch": pd.Series(dtype=int), SCORE_COLUMN: pd.Series(dtype=float)}
     )
 
 

@@ -59,6 +59,11 @@ class TrainingProgress:
         return "\n".join(self.log[start:])
 
     @property
+    def metric(self) -> str:
+        """What the run scores its epochs by: "accuracy", or "mAP" for a multi-label run."""
+        return self.started.metric if self.started is not None else "accuracy"
+
+    @property
     def saved(self) -> bool:
         """Whether the run ended with a model saved (all of it, or its best epoch before a stop or a failure)."""
         return self.final is not None and bool(self.final.model_dir)
@@ -75,8 +80,7 @@ class TrainingProgress:
         if job.status in ("done", "stopped") and self.final is not None:
             best = max((h["val_acc"] for h in self.history), default=0.0)
             head = "Finished" if job.status == "done" else "Stopped"
-            multi = self.history and self.history[-1].get("metric") == "mAP"
-            best_text = f"validation mAP **{best:.3f}**" if multi else f"validation accuracy **{best:.1%}**"
+            best_text = f"validation mAP **{best:.3f}**" if self.metric == "mAP" else f"validation accuracy **{best:.1%}**"
             return (f"{head} in {job.elapsed:.0f} s. Best {best_text}. "
                     "The model is ready on the **Classify** tab.")
         return self._progress(job)

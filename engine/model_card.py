@@ -17,11 +17,15 @@ import timm
 import torch
 from huggingface_hub import EvalResult, ModelCardData
 
+from engine.data import BUILTIN, BUILTIN_MULTI
 from engine.evaluate import per_class_scores
 from engine.export import decision_rule, read_config, read_metrics
 from engine.figures import confusion, lr_curve
 
-BUILTIN = "builtin:shapes"
+BUILT_IN_NAMES = {BUILTIN: ("Snapfit built-in shapes", "Snapfit's built-in *shapes* dataset (generated, no download)"),
+                  BUILTIN_MULTI: ("Snapfit built-in multi-label shapes",
+                                  "Snapfit's built-in multi-label *shapes* dataset (one to three shapes a picture, "
+                                  "generated, no download)")}
 HUB_ID = re.compile(r"^hub:([\w.-]+(?:/[\w.-]+)?)$|^([\w.-]+/[\w.-]+)$")  # hub:beans, hub:owner/name, owner/name
 CONFUSION_PNG = "confusion_matrix.png"
 LR_FIND_PNG = "lr_find.png"
@@ -29,10 +33,10 @@ LR_FIND_JSON = "lr_find.json"  # an LR finder result (engine.events.LRResult as 
 
 
 def public_source(source: str | None) -> str:
-    """How to name a dataset source outside this machine: a Hub id or `builtin:shapes` as is, a local
-    folder or zip by its own name only (a server path would reveal other people's workspace ids)."""
+    """How to name a dataset source outside this machine: a Hub id or a built-in set (`builtin:shapes`) as is, a
+    local folder or zip by its own name only (a server path would reveal other people's workspace ids)."""
     source = (source or "").strip()
-    if not source or source == BUILTIN or HUB_ID.match(source) and not Path(source).exists():
+    if not source or source in BUILT_IN_NAMES or HUB_ID.match(source) and not Path(source).exists():
         return source
     return Path(source.rstrip("/\\")).name
 
@@ -137,8 +141,8 @@ def _dataset_name_and_type(metrics: dict) -> tuple[str, str]:
     hub_id = hub_dataset_id(source)
     if hub_id:
         return hub_id, hub_id
-    if source == BUILTIN:
-        return "Snapfit built-in shapes", BUILTIN
+    if source in BUILT_IN_NAMES:
+        return BUILT_IN_NAMES[source][0], source
     return public_source(source) or "images", "imagefolder"  # class folders, as a folder or .zip
 
 
@@ -155,8 +159,8 @@ def _dataset_line(metrics: dict) -> str:
     source = dataset_source(metrics)
     if not source:
         return "an image dataset"
-    if source == BUILTIN:
-        return "Snapfit's built-in *shapes* dataset (generated, no download)"
+    if source in BUILT_IN_NAMES:
+        return BUILT_IN_NAMES[source][1]
     hub_id = hub_dataset_id(source)
     if hub_id:
         return f"the Hub dataset [{hub_id}](https://huggingface.co/datasets/{hub_id})"

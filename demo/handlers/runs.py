@@ -105,8 +105,10 @@ def curves(ws, ui: RunsUI) -> dict:
     loss = {run_title(ws, r): [(h["epoch"], h["val_loss"]) for h in r.get("history", [])] for r in chosen}
     acc = {run_title(ws, r): [(h["epoch"], h["val_acc"]) for h in r.get("history", [])] for r in chosen}
     colours = [r["number"] - 1 for r in chosen]  # a run's colour stays its own whichever others are chosen
+    metrics = {r.get("metric", "accuracy") for r in chosen}
+    score = "mAP" if metrics == {"mAP"} else "accuracy" if metrics == {"accuracy"} else "accuracy or mAP"
     return {ui.loss_plot: figures.run_curves(loss, "validation loss", "Validation loss", colours=colours),
-            ui.acc_plot: figures.run_curves(acc, "validation accuracy %", "Validation accuracy", percent=True,
+            ui.acc_plot: figures.run_curves(acc, f"validation {score} %", f"Validation {score}", percent=True,
                                             colours=colours)}
 
 

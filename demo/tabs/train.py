@@ -92,7 +92,7 @@ def build(ctx: Context, key: gr.State, tab: gr.Tab) -> TrainUI:
                                         scale=2, elem_id="train-loss-plot", **EPOCH_AXIS)
                 lr_plot = gr.LinePlot(plots.lr_frame([]), x="epoch", y="learning rate", title="Learning rate per step", height=250,
                                       scale=1, elem_id="train-lr-plot", y_axis_format="~g", **EPOCH_AXIS)
-            acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y="val accuracy %", title="Validation accuracy",
+            acc_plot = gr.LinePlot(plots.accuracy_frame([]), x="epoch", y=plots.SCORE_COLUMN, title=plots.SCORE_TITLE,
                                    height=200, y_lim=[0, 100], y_axis_format="d", elem_id="train-acc-plot", **EPOCH_AXIS)
             results = gr.Markdown("", elem_id="train-results")
             download = gr.DownloadButton("Download the model folder (.zip)", visible=False)
@@ -151,7 +151,7 @@ def build_comparison(summary: gr.Markdown) -> RunsUI:
                                   elem_id="runs-chosen")
         with gr.Row():
             loss_plot = gr.Plot(label="Validation loss", elem_id="runs-loss-plot")
-            acc_plot = gr.Plot(label="Validation accuracy", elem_id="runs-acc-plot")
+            acc_plot = gr.Plot(label="Validation accuracy (mAP for multi-label runs)", elem_id="runs-acc-plot")
         with gr.Row(equal_height=True):
             # custom values allowed: the handler checks the name (an API caller never got the choices)
             use = gr.Dropdown([], label="Run", info="Classify, Evaluate and Export use this run's model", allow_custom_value=True,

@@ -65,6 +65,7 @@ def test_runs_are_compared_and_any_one_becomes_the_sessions_model(ctx, ui, two_r
     assert titles[1] == f"run 2 · cleaned · data v2 · {accuracies[1]:.1%}"
     loss, acc = lines_of(shown[compare.loss_plot]), lines_of(shown[compare.acc_plot])
     assert list(loss) == list(acc) == titles
+    assert shown[compare.acc_plot].axes[0].get_title() == "Validation accuracy"
     assert loss[titles[1]] == ([1, 2], [h["val_loss"] for h in read_metrics(folders[1])["history"]])
     assert acc[titles[0]] == ([1], [read_metrics(folders[0])["history"][0]["val_acc"] * 100])
 

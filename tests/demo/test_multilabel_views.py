@@ -6,22 +6,27 @@ import numpy as np
 
 from demo import actions
 from demo.handlers import classify, train
+from demo.handlers import runs as runs_h
 from engine import data, runs, sample
 from engine.config import TrainConfig
+from engine.stopping import StopToken
 from engine.train import fit
 
 
-def test_a_multi_label_model_is_told_by_its_map_and_its_labels(ctx, tmp_path):
-    events = list(fit(data.load_builtin_multi(n_images=120), TrainConfig(epochs=2, img_size=64), str(tmp_path / "m")))
-    model_dir = events[-1].model_dir
+def test_a_multi_label_model_is_told_by_its_map_and_its_labels(ctx, ui):
+    ws = ctx.workspace(None)
+    ws.set_dataset(data.load_builtin_multi(n_images=120))
+    *_, last = actions.run_training(ws, TrainConfig(epochs=2, img_size=64), StopToken(), label="multi")
+    model_dir = last.model_dir
 
     saved = train.final_metrics(model_dir)
     assert "multi-label" in saved and "validation mAP" in saved
     assert all(f"| {name} |" in saved for name in sample.CLASSES)  # a row per label, with its threshold
     run = runs.read(model_dir)
     assert run.error is None and run.metric == "mAP" and "mAP 0." in runs.table([run])
+    curves = runs_h.curves(ws, ui.train.compare)  # the runs compared: the score curve says it is mAP
+    assert curves[ui.train.compare.acc_plot].axes[0].get_title() == "Validation mAP"
 
-    ws = ctx.workspace(None)
     ws.set_model(model_dir, (0.2, 0))
     assert "validation mAP" in classify.model_in_use(ws)
     images, labels = sample.generate_multi(1, seed=3)

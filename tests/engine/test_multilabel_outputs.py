@@ -67,6 +67,7 @@ def model_dir(tmp_path_factory):
         model.fc.bias.copy_(torch.tensor([math.log(p / (1 - p)) for p in PROBS]))
     data_config = dict(input_size=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     metrics = dict(multi_label=True, val_map=0.75, num_val=4, best_epoch=2, val_loss=0.4,
+                   data=dict(source="builtin:shapes-multi"),
                    multilabel=ml.summarize(torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]]),
                                            torch.tensor([PROBS] * 4), NAMES, THRESHOLDS))
     return save_model_folder(model, tmp_path_factory.mktemp("ml") / "model", NAMES, data_config, metrics,
@@ -167,6 +168,7 @@ def test_onnx_metadata_holds_the_thresholds(model_dir, tmp_path):
 def test_model_card_says_multi_label_and_how_to_apply_the_thresholds(model_dir):
     card = render(model_dir, "someone/labels")
     assert "multi-label image classifier for 3 labels" in card
+    assert "built-in multi-label *shapes* dataset" in card and "builtin:shapes-multi" in card  # named, not a folder
     assert "mAP: **75.0 %**" in card and "micro F1" in card and "accuracy" not in card.lower()
     assert ".sigmoid()" in card and 'config["thresholds"]' in card and "p >= t" in card
     assert "| cat | 0.500 |" in card and "sun (threshold 0.100)" in card
