@@ -22,6 +22,25 @@ def run_arm(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def alternate(script: str, arms: list[str], seeds: list[int], args: list[str], score: str, score_format: str,
+              width: int, before_seed=None) -> dict[str, dict[str, float]]:
+    """Run each arm of `script` (`--arm NAME *args --seeds SEED`) once per seed, arms alternating so that a slow
+    spell of the machine hits both; print a row per run (arm, seed, `score`, seconds) and the means, and return
+    {arm: {score: mean, "seconds": mean}}. `before_seed(seed)` may print a row of its own first."""
+    results = {arm: [] for arm in arms}
+    for seed in seeds:
+        if before_seed is not None:
+            before_seed(seed)
+        for arm in arms:
+            r = run_arm(script, "--arm", arm, *args, "--seeds", str(seed))
+            results[arm].append(r)
+            print(f"{r['arm']:<{width}}{seed:>5}{r[score]:{score_format}}{r['seconds']:>10.1f}", flush=True)
+    mean = {arm: {k: sum(r[k] for r in rs) / len(rs) for k in (score, "seconds")} for arm, rs in results.items()}
+    for arm, m in mean.items():
+        print(f"{arm + ' (mean)':<{width}}{'':>5}{m[score]:{score_format}}{m['seconds']:>10.1f}")
+    return mean
+
+
 def timed(fn, calls: int, warmup: int = 3) -> list[float]:
     """Milliseconds of each of `calls` calls of `fn()`, after `warmup` calls that are not timed."""
     import time

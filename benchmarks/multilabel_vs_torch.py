@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import machine, run_arm  # noqa: E402
+from arms import alternate, machine  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before timm imports torchvision)
 
@@ -127,17 +127,11 @@ def main() -> None:
     print(f"builtin:shapes-multi, {args.images} images: {MODEL} from scratch, {args.img_size} px, {args.epochs} epochs, "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads")
     print(f"{'arm':<30}{'seed':>5}{'val mAP':>9}{'seconds':>10}")
-    results = {"torch": [], "snapfit": []}
-    for seed in args.seeds:  # arms alternate, so a slow spell of the machine hits both
-        print(f"{'label frequency only':<30}{seed:>5}{baseline_map(args.images, seed):>9.3f}")
-        for arm in results:
-            r = run_arm(__file__, "--arm", arm, "--images", str(args.images), "--epochs", str(args.epochs), "--img-size",
-                        str(args.img_size), "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seeds", str(seed))
-            results[arm].append(r)
-            print(f"{r['arm']:<30}{seed:>5}{r['map']:>9.3f}{r['seconds']:>10.1f}", flush=True)
-    mean = {arm: {k: sum(r[k] for r in rs) / len(rs) for k in ("map", "seconds")} for arm, rs in results.items()}
-    for arm, m in mean.items():
-        print(f"{arm + ' (mean)':<30}{'':>5}{m['map']:>9.3f}{m['seconds']:>10.1f}")
+    mean = alternate(__file__, ["torch", "snapfit"], args.seeds,
+                     ["--images", str(args.images), "--epochs", str(args.epochs), "--img-size", str(args.img_size),
+                      "--batch-size", str(args.batch_size), "--lr", str(args.lr)], "map", ">9.3f", 30,
+                     before_seed=lambda seed: print(f"{'label frequency only':<30}{seed:>5}"
+                                                    f"{baseline_map(args.images, seed):>9.3f}"))
     print(f"time ratio snapfit/plain: {mean['snapfit']['seconds'] / mean['torch']['seconds']:.2f}; "
           f"mAP difference: {mean['snapfit']['map'] - mean['torch']['map']:+.3f}")
 

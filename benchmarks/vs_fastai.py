@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from arms import machine, require_folder, run_arm  # noqa: E402
+from arms import alternate, machine, require_folder  # noqa: E402
 
 import engine  # noqa: E402,F401  (first: its torchvision op guard must run before fastai imports torchvision)
 
@@ -71,16 +71,8 @@ def main() -> None:
     print(f"{Path(args.data).name}: resnet18 from scratch, {args.img_size} px, {args.epochs} epochs, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'arm':<26}{'seed':>5}{'val accuracy':>14}{'seconds':>10}")
-    results = {"fastai": [], "snapfit": []}
-    for seed in args.seeds:  # arms alternate, so a slow spell of the machine hits both
-        for arm in results:
-            r = run_arm(__file__, "--arm", arm, "--data", args.data, "--epochs", str(args.epochs), "--img-size", str(args.img_size),
-                        "--batch-size", str(args.batch_size), "--seeds", str(seed))
-            results[arm].append(r)
-            print(f"{r['arm']:<26}{seed:>5}{r['accuracy']:>13.1%}{r['seconds']:>10.1f}", flush=True)
-    mean = {arm: {k: sum(r[k] for r in rs) / len(rs) for k in ("accuracy", "seconds")} for arm, rs in results.items()}
-    for arm, m in mean.items():
-        print(f"{arm + ' (mean)':<26}{'':>5}{m['accuracy']:>13.1%}{m['seconds']:>10.1f}")
+    mean = alternate(__file__, ["fastai", "snapfit"], args.seeds, ["--data", args.data, "--epochs", str(args.epochs),
+                     "--img-size", str(args.img_size), "--batch-size", str(args.batch_size)], "accuracy", ">13.1%", 26)
     print(f"time ratio snapfit/fastai: {mean['snapfit']['seconds'] / mean['fastai']['seconds']:.2f} (target <= 0.50); "
           f"accuracy difference: {100 * (mean['snapfit']['accuracy'] - mean['fastai']['accuracy']):+.1f} points (target >= 0)")
 
