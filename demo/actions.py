@@ -14,8 +14,6 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from demo.workspace import Workspace
 from demo.zerogpu import train_in_chunks
 from engine import checkpoint as checkpoint_lib
@@ -150,9 +148,11 @@ def evaluate_workspace(ws: Workspace) -> dict:
     if predictor is None:
         raise UserError("There is no trained model yet: train one on the Train tab (or load one on the Classify tab).")
     dataset = ws.dataset_or_builtin()
-    if dataset.multi_label and predictor.multi_label:
+    if dataset.multi_label != predictor.multi_label:
+        raise UserError("This model and this dataset do not match: one gives several labels per image, the other one "
+                        "class per image. Load the data the model was trained on, or train a model on this data.")
+    if dataset.multi_label:
         return evaluate_multi_label(ws, predictor, dataset)
-    refuse_multi_label(dataset, predictor, "The Evaluate tab")
     names = predictor.class_names
     _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     val_idx = items_of_known_classes(dataset, val_idx, names)
@@ -170,22 +170,15 @@ def evaluate_multi_label(ws: Workspace, predictor: Predictor, dataset) -> dict:
     _, val_idx = data_lib.holdout(dataset, *ws.model_split)
     decoded, _ = data_lib.decode(dataset, val_idx, predictor.img_size)
     images = list(decoded.x.permute(0, 2, 3, 1).numpy())
-    targets = torch.zeros(len(images), len(predictor.class_names))
-    for row, i in enumerate(decoded.index):
-        for c in dataset.labels[i]:
-            if dataset.class_names[c] in predictor.class_names:
-                targets[row, predictor.class_names.index(dataset.class_names[c])] = 1.0
+    targets = multilabel.targets_by_name(dataset, decoded.index, predictor.class_names)
     ws.evaluation = dict(result=multilabel.evaluate(predictor, images, targets), images=images, dataset=dataset,
                          index=decoded.index, multi_label=True)
     return ws.evaluation
 
 
 def refuse_multi_label(dataset, predictor, what: str) -> None:
-    """The views built for one class per image (a confusion matrix, moving an image to another class) say so, rather
-    than fail, on multi-label data or models; the command line already evaluates those (mAP, F1, per label)."""
-    if dataset.multi_label != getattr(predictor, "multi_label", False) and what == "The Evaluate tab":
-        raise UserError("This model and this dataset do not match: one gives several labels per image, the other one "
-                        "class per image. Load the data the model was trained on, or train a model on this data.")
+    """The views built for one class per image (moving an image to another class) say so, rather than fail, on
+    multi-label data or models; the command line already evaluates those (mAP, F1, per label)."""
     if dataset.multi_label or getattr(predictor, "multi_label", False):
         raise UserError(f"{what} does not show multi-label models yet (several labels per image). Evaluate this one "
                         "from the command line: python -m engine eval --model-dir MODEL --data DATA (mAP, F1 and "

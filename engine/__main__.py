@@ -400,21 +400,14 @@ def _eval_multi_label(args, predictor, dataset) -> int:
     """A multi-label model on labelled images (several labels each, or one from class folders): labels matched
     by name, a model label the data lacks counted absent everywhere (and listed). The table goes to stderr, the
     metrics as JSON to stdout and the file."""
-    import torch
-
     from engine.errors import UserError
-    from engine.multilabel import evaluate
+    from engine.multilabel import evaluate, targets_by_name
 
     names, data_names = predictor.class_names, dataset.class_names
     if not set(names) & set(data_names):
         raise UserError(f"None of the dataset's labels ({', '.join(data_names)}) are labels of this model "
                         f"({', '.join(names)}).")
-    column = {c: names.index(name) for c, name in enumerate(data_names) if name in names}
-    targets = torch.zeros(len(dataset), len(names))
-    for i, item in enumerate(dataset.labels):
-        for c in item if dataset.multi_label else (item,):
-            if c in column:
-                targets[i, column[c]] = 1.0
+    targets = targets_by_name(dataset, range(len(dataset)), names)
     result = evaluate(predictor, list(dataset.images), targets, names)
     for found in result["mistakes"].values():  # name the files, not just their positions in the list evaluated
         for item in found["false_positives"] + found["false_negatives"]:

@@ -99,7 +99,7 @@ def render(model_dir: str | Path, repo_id: str) -> str:
         _front_matter(config, metrics, repo_id.split("/")[-1]),
         f"# {repo_id.split('/')[-1]}\n\n{_summary(config, metrics, hyper)}",
         _multi_label_results(config, metrics) if multi_label else _results(metrics, names),
-        _how_to_use_multi_label(repo_id, config) if multi_label else _how_to_use(repo_id),
+        _how_to_use_multi_label(repo_id, config, thresholds) if multi_label else _how_to_use(repo_id),
         _training(metrics, hyper, lr_find_result(model_dir), "val mAP" if multi_label else "val accuracy"),
         ("## Labels and thresholds\n\n" + "\n".join(f"{i}. {name} (threshold {t:.3f})"
                                                      for i, (name, t) in enumerate(zip(names, thresholds))))
@@ -257,8 +257,7 @@ With Snapfit: `huggingface-cli download {repo_id} --local-dir model` then
 `python -m engine predict --model-dir model photo.jpg`, or upload the files in the app's Classify tab."""
 
 
-def _how_to_use_multi_label(repo_id: str, config: dict) -> str:
-    _, thresholds = decision_rule(config)
+def _how_to_use_multi_label(repo_id: str, config: dict, thresholds: list[float]) -> str:
     return f"""## How to use
 
 With plain [timm](https://github.com/huggingface/pytorch-image-models): a sigmoid per label, then each label's

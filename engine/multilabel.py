@@ -155,6 +155,20 @@ def summarize(targets, probs, label_names: list[str], thresholds, top: int = 16)
     )
 
 
+def targets_by_name(dataset, indices, label_names: list[str]) -> torch.Tensor:
+    """Multi-hot targets (items x `label_names`) of a LabelledImages' items, its labels matched to the names: a name
+    the data lacks is absent from every image, a data label not among the names is left out. Single-label data
+    gives each item its one class."""
+    column = {c: label_names.index(name) for c, name in enumerate(dataset.class_names) if name in label_names}
+    targets = torch.zeros(len(indices), len(label_names))
+    for row, i in enumerate(indices):
+        item = dataset.labels[i]
+        for c in item if dataset.multi_label else (item,):
+            if c in column:
+                targets[row, column[c]] = 1.0
+    return targets
+
+
 def evaluate(predictor, images: list, targets, label_names: list[str] | None = None, thresholds=None,
              batch_size: int = 64, top: int = 16) -> dict:
     """Run a multi-label `predictor` over images with multi-hot `targets` (N x the predictor's labels) and

@@ -95,9 +95,9 @@ class Predictor:
 
     def gradcam(self, image, class_name: str | None = None, max_side: int = CAM_SIDE) -> tuple[Image.Image | None, str]:
         """Grad-CAM (Selvaraju et al.) for the predicted class (multi-label: the most probable label), or
-        `class_name`, overlaid on the image at its own
-        size (longest side at most max_side): see `heat_map` and `overlay`. Returns (overlay, caption); (None,
-        reason) for models whose features are not a spatial map (Vision Transformers)."""
+        `class_name`, overlaid on the image at its own size (longest side at most max_side): see `heat_map` and
+        `overlay`. Returns (overlay, caption); (None, reason) for models whose features are not a spatial map
+        (Vision Transformers)."""
         image = as_image(image)
         cam, index = self.heat_map(image, class_name)
         if cam is None:

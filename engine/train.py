@@ -731,10 +731,10 @@ def _multi_label_scores(logits: torch.Tensor, y: torch.Tensor, names: list[str])
     matrix: with several labels per image they mean nothing."""
     probs, y_cpu = logits.float().sigmoid().cpu(), y.cpu()
     thresholds = multilabel.choose_thresholds(probs, y_cpu)
-    scores = dict(multi_label=True, val_map=multilabel.mean_average_precision(probs, y_cpu),
+    summary = multilabel.summarize(y_cpu, probs, names, thresholds["values"])
+    scores = dict(multi_label=True, val_map=summary["map"],
                   val_loss=float(F.binary_cross_entropy_with_logits(logits.float(), y)),
                   thresholds=thresholds["values"], threshold_kind=thresholds["kind"],
-                  per_label_ap=dict(zip(names, multilabel.average_precision(probs, y_cpu))))
-    summary = multilabel.summarize(y_cpu, probs, names, thresholds["values"])
-    scores["multilabel"] = {k: v for k, v in summary.items() if k not in ("predictions", "mistakes")}  # per image: bulky
+                  per_label_ap={row["name"]: row["ap"] for row in summary["per_label"]},
+                  multilabel={k: v for k, v in summary.items() if k not in ("predictions", "mistakes")})  # per image: bulky
     return scores, dict(multi_label=True, thresholds=thresholds["values"], threshold_kind=thresholds["kind"])

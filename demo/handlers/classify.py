@@ -114,8 +114,9 @@ def model_in_use(ws) -> str:
     size = (config.get("pretrained_cfg", {}).get("input_size") or [None])[-1]
     run = next((r for r in reversed(ws.runs) if r["model_dir"] == str(ws.model_dir)), None)
     shown = ", ".join(names[:CLASSES_NAMED]) + (f" and {len(names) - CLASSES_NAMED} more" if len(names) > CLASSES_NAMED else "")
+    score, metric = metrics_score(metrics)
     parts = [f"{len(names)} classes ({shown})" if names else "", f"{size} px" if size else "",
-             saved_score(*metrics_score(metrics)) if metrics_score(metrics)[0] is not None else "",
+             saved_score(score, metric) if score is not None else "",
              (f"run {run['number']}: {run['label']}" if "number" in run else f"run: {run['label']}") if run
              else ("uploaded here" if "uploaded-model-" in str(ws.model_dir) else "")]
     return f"Model in use: **{name}**" + "".join(f" · {part}" for part in parts if part)

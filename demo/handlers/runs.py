@@ -84,15 +84,20 @@ def data_version(ws, run: dict) -> str:
     return f"v{ws.data_versions[run['data']]}" if run.get("data") in ws.data_versions else "?"
 
 
+def run_score(run: dict) -> str:
+    """A session run's score in a table or title: "93.3%", or "mAP 0.912" for a multi-label run."""
+    return short_score(run["val_acc"], run.get("metric", "accuracy"))
+
+
 def run_title(ws, run: dict) -> str:
     """How the page names a run in lists and legends: "run 2 · quick · data v1 · 93.3%"."""
-    return f"run {run['number']} · {run_label(run)} · data {data_version(ws, run)} · {short_score(run['val_acc'], run.get('metric', 'accuracy'))}"
+    return f"run {run['number']} · {run_label(run)} · data {data_version(ws, run)} · {run_score(run)}"
 
 
 def runs_frame(ws) -> pd.DataFrame:
     """The comparison table: one row per run kept, oldest first."""
     rows = [["✓" if r["model_dir"] == str(ws.model_dir) else "", r["number"], run_label(r), r["model"], data_version(ws, r),
-             r["img_size"], r.get("epochs"), r.get("best_epoch"), short_score(r['val_acc'], r.get('metric', 'accuracy')), round(r["seconds"]),
+             r["img_size"], r.get("epochs"), r.get("best_epoch"), run_score(r), round(r["seconds"]),
              per_class_text(r.get("per_class") or {})] for r in ws.runs]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -120,7 +125,7 @@ def runs_markdown(ws) -> str:
     rows = []
     for r in ws.runs:
         rows.append(f"| {'**in use**' if r['model_dir'] == in_use else ''} | {run_label(r)} | {r['model']} | {r['img_size']} px "
-                    f"| {short_score(r['val_acc'], r.get('metric', 'accuracy'))} | {r['seconds']:.0f} | {data_version(ws, r)} |")
+                    f"| {run_score(r)} | {r['seconds']:.0f} | {data_version(ws, r)} |")
     other = in_use is not None and all(r["model_dir"] != in_use for r in ws.runs)
     return ("**Runs in this session**\n\n| | recipe / strategy | model | image size | validation accuracy | seconds | data |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
